@@ -1,0 +1,257 @@
+"""The backend contract: what a framework must provide for unidl to run on it.
+
+A backend is one small class. It implements the *primitive* ops listed in
+``PRIMITIVES`` plus a handful of state/autodiff methods; everything else
+(softmax, one_hot, every layer, loss and optimizer) is written once, over those
+primitives, and works unchanged on every backend.
+
+Rules every backend follows (the conformance kit in ``unidl.testing`` checks them):
+
+* Tensors are the framework's own type. Layouts are canonical (NHWC images,
+  (in, out) Dense kernels); a backend translates at its edge, never in layer code.
+* Binary ops broadcast like NumPy and accept Python scalars on either side.
+* ``axis`` arguments accept an int, a tuple of ints, or None, negative values included.
+* Floating tensors made by ``convert`` use the backend's compute dtype
+  (``self.dtype``: "float32" or "float64"); integer arrays become int64, bools stay bool.
+* Comparisons return bool tensors and carry no gradient.
+* Importing the module that defines a backend class must not import its
+  framework: import it in ``__init__`` (see einops' ``_backends.py`` for the idea).
+
+Composite ops (``softmax``, ``logsumexp``, ``one_hot``...) are defined at the
+bottom of ``Backend`` from primitives. A backend may override one with a native
+kernel when that is faster; the conformance kit then checks the override
+against this generic version.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+Tensor = Any  # the backend's own tensor type
+Axis = "int | tuple[int, ...] | None"
+
+# name -> one-line contract. The conformance kit walks this table.
+PRIMITIVES: dict[str, str] = {
+    # conversion and introspection
+    "convert": "convert(x, dtype=None): numpy array / scalar / tensor -> tensor; floats take the compute dtype",
+    "to_numpy": "to_numpy(x): tensor -> numpy array (a copy the caller may keep)",
+    "shape": "shape(x): tuple of ints",
+    "cast": "cast(x, dtype): dtype is a string: float32, float64, int32, int64, bool",
+    # elementwise, broadcasting
+    "add": "add(a, b) = a + b",
+    "subtract": "subtract(a, b) = a - b",
+    "multiply": "multiply(a, b) = a * b",
+    "divide": "divide(a, b) = a / b (true division)",
+    "power": "power(a, b) = a ** b (a > 0 when b is a tensor)",
+    "maximum": "maximum(a, b): elementwise; on ties the gradient goes to a",
+    "minimum": "minimum(a, b): elementwise; on ties the gradient goes to a",
+    "equal": "equal(a, b) -> bool",
+    "not_equal": "not_equal(a, b) -> bool",
+    "greater": "greater(a, b) -> bool",
+    "greater_equal": "greater_equal(a, b) -> bool",
+    "less": "less(a, b) -> bool",
+    "less_equal": "less_equal(a, b) -> bool",
+    "where": "where(cond, a, b): a where cond is true else b; broadcasting",
+    # elementwise, unary
+    "negative": "negative(x) = -x",
+    "abs": "abs(x); gradient sign(x) (0 at 0)",
+    "sign": "sign(x) in {-1, 0, 1}; zero gradient",
+    "exp": "exp(x)",
+    "log": "log(x), x > 0",
+    "log1p": "log1p(x) = log(1 + x), x > -1",
+    "sqrt": "sqrt(x), x > 0",
+    "tanh": "tanh(x)",
+    "sigmoid": "sigmoid(x) = 1 / (1 + exp(-x)), stable for large |x|",
+    "relu": "relu(x) = max(x, 0); gradient 0 at x == 0",
+    "erf": "erf(x), the Gauss error function",
+    "clip": "clip(x, lo, hi); gradient 1 where lo <= x <= hi, else 0",
+    # reductions
+    "sum": "sum(x, axis=None, keepdims=False)",
+    "mean": "mean(x, axis=None, keepdims=False)",
+    "max": "max(x, axis=None, keepdims=False); gradient split evenly between ties",
+    "min": "min(x, axis=None, keepdims=False); gradient split evenly between ties",
+    "argmax": "argmax(x, axis=-1) -> int64; no gradient",
+    # shape and indexing
+    "reshape": "reshape(x, shape); one entry may be -1",
+    "transpose": "transpose(x, axes=None); None reverses the axes",
+    "concatenate": "concatenate(xs, axis=-1): xs is a sequence of tensors",
+    "take": "take(x, indices, axis=0): gather whole slices (like numpy.take)",
+    "take_along_axis": "take_along_axis(x, indices, axis): like numpy.take_along_axis",
+    # linear algebra
+    "matmul": "matmul(a, b): a (..., n, k) @ b (..., k, m), batch axes broadcast; 2-D and higher",
+    # autodiff helper
+    "stop_gradient": "stop_gradient(x): same value, no gradient flows back",
+}
+
+# Ops the dispatching module ``unidl.ops`` exposes: primitives plus composites.
+COMPOSITES: tuple[str, ...] = (
+    "square", "expand_dims", "squeeze", "softmax", "log_softmax", "logsumexp",
+    "softplus", "one_hot", "zeros", "ones", "size",
+)
+
+DTYPES = ("float32", "float64", "int32", "int64", "bool")
+FLOAT_DTYPES = ("float32", "float64")
+
+
+class BackendError(RuntimeError):
+    """A backend cannot do what was asked (missing op, device, dtype...)."""
+
+
+def _normalize_axis(axis, ndim: int):
+    """Return axis as a tuple of non-negative ints (all axes for None)."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    return tuple(a % ndim if ndim else a for a in axis)
+
+
+class Backend:
+    """Base class for every backend.
+
+    Subclasses set the class attributes, import their framework in
+    ``__init__``, implement every name in ``PRIMITIVES`` and the state and
+    autodiff methods below. ``dtype`` is the floating compute dtype, ``device``
+    a string such as "cpu" or "cuda:0" (None picks the backend's default).
+    """
+
+    name: str = "abstract"
+    framework: str = ""  # importable module name of the framework, e.g. "torch"
+    supported_dtypes: tuple[str, ...] = FLOAT_DTYPES
+
+    def __init__(self, dtype: str = "float32", device: str | None = None):
+        if dtype not in self.supported_dtypes:
+            raise BackendError(
+                f"backend {self.name!r} does not support dtype={dtype!r}; "
+                f"choose one of {list(self.supported_dtypes)}")
+        self.dtype = dtype
+        self.device = device or "cpu"
+
+    def __repr__(self) -> str:
+        return f"<unidl backend {self.name} dtype={self.dtype} device={self.device}>"
+
+    # ---------------------------------------------------------------- info
+    def framework_version(self) -> str:
+        """Version string of the framework this backend runs on."""
+        return ""
+
+    def devices(self) -> list[str]:
+        """Devices this backend can run on, e.g. ["cpu", "cuda:0"]."""
+        return ["cpu"]
+
+    # ------------------------------------------------------ state, autodiff
+    def variable(self, value: np.ndarray, trainable: bool = True, name: str = "") -> Tensor:
+        """Make a framework variable holding ``value`` (converted to the compute dtype).
+
+        The returned handle is what layer code reads (through ``unidl.Variable``)
+        and what ``value_and_grad`` differentiates with respect to.
+        """
+        raise self._missing("variable")
+
+    def assign(self, variable: Tensor, value: Tensor) -> None:
+        """Overwrite ``variable`` in place with ``value`` (same shape). Not differentiated."""
+        raise self._missing("assign")
+
+    def value_and_grad(self, fn: Callable[[], tuple[Tensor, Any]],
+                       variables: Sequence[Tensor]) -> tuple[Tensor, Any, list]:
+        """Run ``fn()`` and differentiate its first result with respect to ``variables``.
+
+        ``fn`` takes no argument (it reads the variables) and returns
+        ``(loss, aux)`` where ``loss`` is a scalar tensor and ``aux`` anything.
+        Returns ``(loss, aux, grads)``; ``grads[i]`` has the shape of
+        ``variables[i]``, and is zeros when the loss does not depend on it.
+        """
+        raise self._missing("value_and_grad")
+
+    def grad_wrt_inputs(self, fn: Callable[..., Tensor], inputs: Sequence[Tensor]) -> tuple[Tensor, list]:
+        """Differentiate scalar ``fn(*inputs)`` with respect to plain tensors ``inputs``.
+
+        Returns ``(value, grads)``. Used for saliency maps and adversarial examples.
+        """
+        raise self._missing("grad_wrt_inputs")
+
+    def no_grad(self) -> contextlib.AbstractContextManager:
+        """Context in which ops record nothing for autodiff (inference, optimizer updates)."""
+        return contextlib.nullcontext()
+
+    def compile_step(self, step: Callable) -> Callable:
+        """Optionally return a faster, compiled version of a train step.
+
+        ``step(*tensors)`` reads and assigns variables. The default returns it
+        unchanged; a backend overriding this must give the same numbers
+        (checked by the conformance kit).
+        """
+        return step
+
+    def sync(self) -> None:
+        """Wait for queued device work to finish (for timing). Default: nothing."""
+
+    # ------------------------------------------------------------ helpers
+    def _missing(self, op: str) -> BackendError:
+        return BackendError(f"backend {self.name!r} does not implement {op!r}")
+
+    def __getattr__(self, op: str):
+        # Only reached for names the subclass did not define.
+        if op in PRIMITIVES:
+            raise self._missing(op)
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {op!r}")
+
+    # ---------------------------------------------------------- composites
+    # Written once over primitives; a backend may override any of them.
+
+    def square(self, x):
+        return self.multiply(x, x)
+
+    def size(self, x) -> int:
+        return int(np.prod(self.shape(x), dtype=np.int64))
+
+    def expand_dims(self, x, axis: int):
+        shape = list(self.shape(x))
+        axis = axis if axis >= 0 else len(shape) + 1 + axis
+        shape.insert(axis, 1)
+        return self.reshape(x, tuple(shape))
+
+    def squeeze(self, x, axis):
+        shape = self.shape(x)
+        axes = _normalize_axis(axis, len(shape))
+        for a in axes:
+            if shape[a] != 1:
+                raise ValueError(f"squeeze: axis {a} of shape {shape} is not 1")
+        return self.reshape(x, tuple(d for i, d in enumerate(shape) if i not in axes))
+
+    def logsumexp(self, x, axis=-1, keepdims: bool = False):
+        # Shift by the (gradient-free) max so exp never overflows.
+        m = self.stop_gradient(self.max(x, axis=axis, keepdims=True))
+        out = self.add(self.log(self.sum(self.exp(self.subtract(x, m)), axis=axis, keepdims=True)), m)
+        return out if keepdims else self.squeeze(out, axis)
+
+    def log_softmax(self, x, axis: int = -1):
+        return self.subtract(x, self.logsumexp(x, axis=axis, keepdims=True))
+
+    def softmax(self, x, axis: int = -1):
+        m = self.stop_gradient(self.max(x, axis=axis, keepdims=True))
+        e = self.exp(self.subtract(x, m))
+        return self.divide(e, self.sum(e, axis=axis, keepdims=True))
+
+    def softplus(self, x):
+        # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
+        return self.add(self.relu(x), self.log1p(self.exp(self.negative(self.abs(x)))))
+
+    def one_hot(self, indices, depth: int):
+        classes = self.convert(np.arange(depth, dtype=np.int64))
+        hit = self.equal(self.expand_dims(self.cast(indices, "int64"), -1), classes)
+        return self.cast(hit, self.dtype)
+
+    def zeros(self, shape, dtype: str | None = None):
+        return self.convert(np.zeros(shape, dtype=dtype or self.dtype))
+
+    def ones(self, shape, dtype: str | None = None):
+        return self.convert(np.ones(shape, dtype=dtype or self.dtype))
+
+
+def iter_ops() -> Iterator[str]:
+    """All op names reachable through ``unidl.ops``: primitives, then composites."""
+    yield from PRIMITIVES
+    yield from COMPOSITES

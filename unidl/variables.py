@@ -1,0 +1,84 @@
+"""``Variable``: one weight of a layer, independent of any backend.
+
+A Variable starts life holding a NumPy array drawn by unidl's seeded
+generator. When its model is compiled it is *bound*: ``value`` becomes the
+backend's own variable (a torch tensor with requires_grad, a tf.Variable, ...).
+Layer code passes Variables straight to ``unidl.ops``, which unwraps them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Variable:
+    __slots__ = ("name", "trainable", "value", "backend", "_initial", "__weakref__")
+
+    def __init__(self, initial: np.ndarray, name: str, trainable: bool = True):
+        self.name = name
+        self.trainable = trainable
+        self._initial = np.asarray(initial)
+        self.value: Any = None  # the backend handle once bound
+        self.backend = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._initial.shape) if self.backend is None else tuple(self.backend.shape(self.value))
+
+    @property
+    def bound(self) -> bool:
+        return self.backend is not None
+
+    def bind(self, backend) -> None:
+        """Move this weight into ``backend`` (its current value carries over)."""
+        current = self.numpy()
+        self.value = backend.variable(current, trainable=self.trainable, name=self.name)
+        self.backend = backend
+
+    def unbind(self) -> None:
+        """Bring the value back to NumPy and forget the backend."""
+        self._initial = self.numpy()
+        self.value, self.backend = None, None
+
+    def numpy(self) -> np.ndarray:
+        """The current value as a NumPy array (a copy)."""
+        if self.backend is None:
+            return self._initial.copy()
+        return self.backend.to_numpy(self.value)
+
+    def assign(self, value) -> None:
+        """Set the value from a NumPy array (or backend tensor) of the same shape."""
+        if self.backend is None:
+            value = np.asarray(value)
+            if value.shape != self._initial.shape:
+                raise ValueError(f"variable {self.name!r}: expected shape {self._initial.shape}, got {value.shape}")
+            self._initial = value.astype(self._initial.dtype, copy=True)
+            return
+        if isinstance(value, np.ndarray):
+            if value.shape != self.shape:
+                raise ValueError(f"variable {self.name!r}: expected shape {self.shape}, got {value.shape}")
+            value = self.backend.convert(value)
+        self.backend.assign(self.value, value)
+
+    def __repr__(self) -> str:
+        where = self.backend.name if self.backend else "unbound"
+        return f"<Variable {self.name} shape={self.shape} {where}>"
+
+    # Operators, so custom layer code may write ``x @ self.kernel + self.bias``.
+    def __add__(self, o): return _ops().add(self, o)
+    def __radd__(self, o): return _ops().add(o, self)
+    def __sub__(self, o): return _ops().subtract(self, o)
+    def __rsub__(self, o): return _ops().subtract(o, self)
+    def __mul__(self, o): return _ops().multiply(self, o)
+    def __rmul__(self, o): return _ops().multiply(o, self)
+    def __truediv__(self, o): return _ops().divide(self, o)
+    def __rtruediv__(self, o): return _ops().divide(o, self)
+    def __matmul__(self, o): return _ops().matmul(self, o)
+    def __rmatmul__(self, o): return _ops().matmul(o, self)
+    def __neg__(self): return _ops().negative(self)
+
+
+def _ops():
+    from . import ops
+    return ops
