@@ -120,6 +120,11 @@ class Backend:
     name: str = "abstract"
     framework: str = ""  # importable module name of the framework, e.g. "torch"
     supported_dtypes: tuple[str, ...] = FLOAT_DTYPES
+    # Conformance-kit declarations (read by unidl.testing, shown in its report):
+    # check id (e.g. "op:erf" or "op:erf:float32:grad") -> why it is skipped.
+    conformance_exclusions: dict[str, str] = {}
+    # check id -> (rtol, atol, why the named default tolerance is too tight).
+    conformance_tolerances: dict[str, tuple[float, float, str]] = {}
 
     def __init__(self, dtype: str = "float32", device: str | None = None):
         if dtype not in self.supported_dtypes:
