@@ -1,12 +1,32 @@
-"""unidl: describe a neural network once, run it on any deep-learning framework."""
+"""unidl: describe a neural network once, run it on any deep-learning framework.
+
+    import unidl
+    from unidl import layers
+    model = unidl.Sequential([layers.Dense(10, activation="relu", input_shape=(4,)), layers.Dense(1)], seed=0)
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"], backend="torch")
+    model.fit(x, y, epochs=100)
+
+Importing unidl imports no framework: a backend imports its own when a model
+is first compiled on it.
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import ops
+from . import (activations, callbacks, initializers, layers, losses, metrics, ops, optimizers,
+               regularizers)
 from .backend import Backend, BackendError
 from .hookspecs import hookimpl
+from .models import Model, NotCompiledError, Sequential
 from .ops import use_backend
 from .registry import (BackendUnavailableError, UnknownBackendError, get_backend,
                        list_backends)
+from .training import DataError
 from .variables import Variable
+
+__all__ = [
+    "Backend", "BackendError", "BackendUnavailableError", "DataError", "Model", "NotCompiledError",
+    "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "get_backend",
+    "hookimpl", "initializers", "layers", "list_backends", "losses", "metrics", "ops", "optimizers",
+    "regularizers", "use_backend",
+]

@@ -93,3 +93,20 @@ def unidl_register_activations(register):
     :param register: ``register(name: str, fn: Callable[[Tensor], Tensor])``;
       ``fn`` must be written with ``unidl.ops``.
     """
+
+
+@hookspec
+def unidl_register_initializers(register):
+    """Register weight initializers usable by name (``kernel_initializer="..."``).
+
+    :param register: ``register(name: str, factory: Callable[..., unidl.initializers.Initializer])``;
+      an initializer is called as ``init(shape, rng)`` with unidl's seeded NumPy generator.
+    """
+
+
+@hookspec
+def unidl_register_regularizers(register):
+    """Register weight regularizers usable by name (``kernel_regularizer="..."``).
+
+    :param register: ``register(name: str, factory: Callable[..., unidl.regularizers.Regularizer])``.
+    """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ from . import hookspecs
 from .backend import Backend
 
 ENTRY_POINT_GROUP = "unidl"
-KINDS = ("layers", "losses", "optimizers", "metrics", "activations")
+KINDS = ("layers", "losses", "optimizers", "metrics", "activations", "initializers", "regularizers")
 
 
 class UnknownBackendError(LookupError):
@@ -97,49 +98,59 @@ class Registry:
         self.plugins: dict[str, PluginRecord] = {}
         self._loaded = False
         self._tables: _Tables | None = None
+        # Held while loading or collecting: first lookups may come from several
+        # threads at once (models compiled in threads), and each plugin must load once.
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------ loading
     def load(self) -> None:
         """Load every ``unidl`` entry point once; failures are recorded, not raised."""
         if self._loaded:
             return
-        for ep in md.entry_points(group=self.group):
-            if ep.name in self.plugins or self.pm.is_blocked(ep.name):
-                continue
-            dist = ep.dist.name if ep.dist else ""
-            version = ep.dist.version if ep.dist else ""
-            record = PluginRecord(ep.name, dist, version)
-            try:
-                self.pm.register(ep.load(), name=ep.name)
-            except Exception as exc:  # a broken plugin must not break the others
-                record.error = f"{type(exc).__name__}: {exc}"
-            self.plugins[ep.name] = record
-        self._loaded = True
-        self._tables = None
+        with self._lock:
+            if self._loaded:  # another thread finished loading while we waited
+                return
+            for ep in md.entry_points(group=self.group):
+                if ep.name in self.plugins or self.pm.is_blocked(ep.name):
+                    continue
+                dist = ep.dist.name if ep.dist else ""
+                version = ep.dist.version if ep.dist else ""
+                record = PluginRecord(ep.name, dist, version)
+                try:
+                    self.pm.register(ep.load(), name=ep.name)
+                except Exception as exc:  # a broken plugin must not break the others
+                    record.error = f"{type(exc).__name__}: {exc}"
+                self.plugins[ep.name] = record
+            self._tables = None
+            self._loaded = True
 
     def register_plugin(self, plugin: Any, name: str) -> None:
         """Register a plugin object directly (tests, notebooks). Undo with ``unregister_plugin``."""
-        self.load()
-        self.pm.register(plugin, name=name)
-        self.plugins[name] = PluginRecord(name)
-        self._tables = None
+        with self._lock:
+            self.load()
+            self.pm.register(plugin, name=name)
+            self.plugins[name] = PluginRecord(name)
+            self._tables = None
 
     def unregister_plugin(self, name: str) -> None:
-        self.pm.unregister(name=name)
-        self.plugins.pop(name, None)
-        self._tables = None
+        with self._lock:
+            self.pm.unregister(name=name)
+            self.plugins.pop(name, None)
+            self._tables = None
 
     @property
     def tables(self) -> _Tables:
-        self.load()
-        if self._tables is None:
-            self._tables = self._collect()
-        return self._tables
+        with self._lock:
+            self.load()
+            if self._tables is None:
+                self._tables = self._collect()
+            return self._tables
 
     def _collect(self) -> _Tables:
         tables = _Tables()
-        # Call each implementation on its own so every item is tagged with its plugin.
-        for impl in self.pm.hook.unidl_register_backends.get_hookimpls():
+        # Call each implementation on its own so every item is tagged with its plugin,
+        # in pluggy's call order (get_hookimpls() lists them last-called first).
+        for impl in reversed(self.pm.hook.unidl_register_backends.get_hookimpls()):
             plugin = impl.plugin_name
             record = self.plugins.get(plugin, PluginRecord(plugin))
 
@@ -154,7 +165,7 @@ class Registry:
             self._call_guarded(impl, register, record)
         for kind in KINDS:
             hook = getattr(self.pm.hook, f"unidl_register_{kind}")
-            for impl in hook.get_hookimpls():
+            for impl in reversed(hook.get_hookimpls()):
                 plugin = impl.plugin_name
 
                 def register(name, obj, _p=plugin, _k=kind):

@@ -1,30 +1,32 @@
 """``Variable``: one weight of a layer, independent of any backend.
 
 A Variable starts life holding a NumPy array drawn by unidl's seeded
-generator. When its model is compiled it is *bound*: ``value`` becomes the
-backend's own variable (a torch tensor with requires_grad, a tf.Variable, ...).
+generator (``value`` is that array while unbound). When its model is compiled
+it is *bound*: ``value`` becomes the backend's own variable (a torch tensor
+with requires_grad, a tf.Variable, ...).
 Layer code passes Variables straight to ``unidl.ops``, which unwraps them.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 
 
 class Variable:
-    __slots__ = ("name", "trainable", "value", "backend", "_initial", "__weakref__")
+    __slots__ = ("name", "trainable", "value", "backend", "regularizer", "__weakref__")
 
-    def __init__(self, initial: np.ndarray, name: str, trainable: bool = True):
+    def __init__(self, initial: np.ndarray, name: str, trainable: bool = True, regularizer=None):
         self.name = name
         self.trainable = trainable
-        self._initial = np.asarray(initial)
-        self.value: Any = None  # the backend handle once bound
+        self.regularizer = regularizer
+        self.value: Any = np.asarray(initial)  # a NumPy array until bound, then the backend handle
         self.backend = None
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self._initial.shape) if self.backend is None else tuple(self.backend.shape(self.value))
+        return tuple(self.value.shape) if self.backend is None else tuple(self.backend.shape(self.value))
 
     @property
     def bound(self) -> bool:
@@ -38,28 +40,31 @@ class Variable:
 
     def unbind(self) -> None:
         """Bring the value back to NumPy and forget the backend."""
-        self._initial = self.numpy()
-        self.value, self.backend = None, None
+        self.value, self.backend = self.numpy(), None
 
     def numpy(self) -> np.ndarray:
         """The current value as a NumPy array (a copy)."""
         if self.backend is None:
-            return self._initial.copy()
+            return self.value.copy()
         return self.backend.to_numpy(self.value)
 
     def assign(self, value) -> None:
         """Set the value from a NumPy array (or backend tensor) of the same shape."""
         if self.backend is None:
             value = np.asarray(value)
-            if value.shape != self._initial.shape:
-                raise ValueError(f"variable {self.name!r}: expected shape {self._initial.shape}, got {value.shape}")
-            self._initial = value.astype(self._initial.dtype, copy=True)
+            if value.shape != self.value.shape:
+                raise ValueError(f"variable {self.name!r}: expected shape {self.value.shape}, got {value.shape}")
+            self.value = value.astype(self.value.dtype, copy=True)
             return
         if isinstance(value, np.ndarray):
             if value.shape != self.shape:
                 raise ValueError(f"variable {self.name!r}: expected shape {self.shape}, got {value.shape}")
             value = self.backend.convert(value)
         self.backend.assign(self.value, value)
+
+    def __deepcopy__(self, memo) -> "Variable":
+        # A copy is always unbound: it carries the value, never the backend tensor.
+        return Variable(self.numpy(), self.name, self.trainable, copy.deepcopy(self.regularizer, memo))
 
     def __repr__(self) -> str:
         where = self.backend.name if self.backend else "unbound"

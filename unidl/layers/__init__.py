@@ -1,0 +1,7 @@
+"""Layers, written once over ``unidl.ops``; each runs on every backend."""
+from .base import Input, InputLayer, Layer, LayerShapeError
+from .core import Activation, Dense, Dropout, Flatten, Reshape
+
+BUILTINS = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Flatten, Reshape, Dropout)}
+
+__all__ = ["Layer", "Input", "InputLayer", "LayerShapeError", *BUILTINS]

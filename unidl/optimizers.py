@@ -1,0 +1,295 @@
+"""Optimizers, written once over ``unidl.ops`` with Keras 3's update rules and defaults.
+
+Each step has two halves:
+
+* ``step_scalars()`` computes this step's hyper-parameters (learning rate,
+  bias corrections) on the host as Python floats;
+* ``update(variable, grad, slots, scalars)`` applies the rule to one variable
+  with backend ops and ``backend.assign``.
+
+Keeping the scalars separate lets a compiled train step (tf.function, ...)
+take them as inputs instead of baking a learning rate into the graph.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import ops
+from .naming import check_kwargs, resolve
+from .variables import Variable
+
+_BASE_KWARGS = ("learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "name")
+
+
+class Optimizer:
+    """Base class.
+
+    Args:
+        learning_rate: a float, or a schedule ``f(step) -> float`` (step counts from 0).
+        clipnorm: clip each gradient to this L2 norm. global_clipnorm: clip all gradients
+            together to this global norm. clipvalue: clip each gradient element to [-v, v].
+        weight_decay: decoupled weight decay, ``w -= lr * weight_decay * w`` before the update.
+    """
+
+    slot_names: tuple[str, ...] = ()
+    default_learning_rate = 0.001
+
+    def __init__(self, learning_rate=None, clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None, weight_decay: float | None = None, name: str | None = None):
+        if learning_rate is None:
+            learning_rate = self.default_learning_rate
+        if not callable(learning_rate) and (not np.isfinite(learning_rate) or learning_rate < 0):
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a non-negative number or a "
+                             f"schedule, got {learning_rate!r}")
+        if sum(x is not None for x in (clipnorm, global_clipnorm)) > 1:
+            raise ValueError("use only one of clipnorm and global_clipnorm")
+        self.learning_rate = learning_rate
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.weight_decay = weight_decay
+        self.name = name or type(self).__name__.lower()
+        self.iterations = 0
+        self._slots: dict[int, dict[str, Any]] = {}
+
+    # ----------------------------------------------------------- state
+    def ensure_slots(self, variables: Sequence[Variable]) -> None:
+        """Create the slots (moments...) of variables that have none yet, on their backend.
+
+        Slots of a variable that moved to another backend are made anew (zeroed).
+        """
+        for v in variables:
+            slots = self._slots.get(id(v))
+            if slots is not None and slots.get("_backend") is v.backend:
+                continue
+            self._slots[id(v)] = {s: v.backend.variable(self.initial_slot(s, v), trainable=False,
+                                                        name=f"{v.name}/{s}") for s in self.slot_names}
+            self._slots[id(v)]["_backend"] = v.backend
+
+    def initial_slot(self, slot: str, variable: Variable) -> np.ndarray:
+        return np.zeros(variable.shape)
+
+    @property
+    def current_learning_rate(self) -> float:
+        lr = self.learning_rate
+        return float(lr(self.iterations)) if callable(lr) else float(lr)
+
+    # ------------------------------------------------------------ step
+    def step_scalars(self) -> dict[str, float]:
+        """This step's hyper-parameters as Python floats (host side)."""
+        return {"lr": self.current_learning_rate}
+
+    def apply(self, grads: Sequence, variables: Sequence[Variable], scalars: dict | None = None) -> None:
+        """Apply one update to ``variables`` given their ``grads`` (backend tensors)."""
+        if scalars is None:
+            scalars = self.step_scalars()
+        grads = self.clip(list(grads))
+        missing = [v.name for v in variables if id(v) not in self._slots]
+        if missing:
+            raise RuntimeError(f"optimizer {self.name!r} was not built for variables {missing}; "
+                               "compile the model again after adding layers")
+        for var, grad in zip(variables, grads):
+            if self.weight_decay:
+                decay = _times(scalars["lr"], self.weight_decay)
+                _assign(var, ops.subtract(var.value, ops.multiply(var.value, decay)))
+            self.update(var, grad, self._slots[id(var)], scalars)
+        self.iterations += 1
+
+    def update(self, variable: Variable, grad, slots: dict[str, Any], scalars: dict) -> None:
+        raise NotImplementedError
+
+    def clip(self, grads: list) -> list:
+        if self.clipvalue is not None:
+            grads = [ops.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        if self.clipnorm is not None:
+            grads = [_clip_by_norm(g, self.clipnorm) for g in grads]
+        if self.global_clipnorm is not None:
+            norm = ops.sqrt(sum_tensors([ops.sum(ops.square(g)) for g in grads]))
+            scale = ops.divide(self.global_clipnorm, ops.maximum(norm, self.global_clipnorm))
+            grads = [ops.multiply(g, scale) for g in grads]
+        return grads
+
+    def get_config(self) -> dict[str, Any]:
+        lr = self.learning_rate
+        return {"name": self.name, "learning_rate": lr if not callable(lr) else repr(lr),
+                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+                "global_clipnorm": self.global_clipnorm, "weight_decay": self.weight_decay}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(learning_rate={self.learning_rate})"
+
+
+def sum_tensors(xs: list):
+    total = xs[0]
+    for x in xs[1:]:
+        total = ops.add(total, x)
+    return total
+
+
+def _clip_by_norm(g, max_norm: float):
+    # g * max_norm / max(||g||, max_norm): unchanged when the norm is within bounds.
+    norm = ops.sqrt(ops.sum(ops.square(g)))
+    return ops.multiply(g, ops.divide(max_norm, ops.maximum(norm, max_norm)))
+
+
+def _times(a, b):
+    # Host floats stay host floats; tensors (compiled steps) go through ops.
+    return a * b if isinstance(a, float) else ops.multiply(a, b)
+
+
+def _assign(variable: Variable | Any, value) -> None:
+    ops.current_backend().assign(variable.value if isinstance(variable, Variable) else variable, value)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, Keras form.
+
+    Without momentum: ``w -= lr * g``. With momentum ``mu``: ``v = mu * v - lr * g``;
+    ``w += v`` (or ``w += mu * v - lr * g`` with ``nesterov=True``). Default lr 0.01.
+    PyTorch's SGD keeps ``b = mu * b + g; w -= lr * b`` instead: the same for a constant lr.
+    """
+    default_learning_rate = 0.01
+
+    def __init__(self, learning_rate=None, momentum: float = 0.0, nesterov: bool = False, **kwargs):
+        check_kwargs("SGD()", kwargs, _BASE_KWARGS)
+        super().__init__(learning_rate, **kwargs)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"SGD: momentum must be in [0, 1], got momentum={momentum!r}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.slot_names = ("momentum",) if self.momentum else ()
+
+    def update(self, variable, grad, slots, s):
+        step = ops.multiply(s["lr"], grad)
+        if not self.momentum:
+            _assign(variable, ops.subtract(variable.value, step))
+            return
+        v = ops.subtract(ops.multiply(self.momentum, slots["momentum"]), step)
+        _assign(slots["momentum"], v)
+        if self.nesterov:
+            _assign(variable, ops.add(variable.value, ops.subtract(ops.multiply(self.momentum, v), step)))
+        else:
+            _assign(variable, ops.add(variable.value, v))
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam, Keras form (epsilon outside the square root, after the bias correction of lr).
+
+    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g**2``;
+    ``w -= lr_t * m / (sqrt(v) + eps)`` with ``lr_t = lr * sqrt(1 - b2**t) / (1 - b1**t)``.
+    Defaults: lr 1e-3, beta_1 0.9, beta_2 0.999, epsilon 1e-7 (PyTorch: 1e-8, added after
+    correcting v, which differs slightly).
+    """
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=None, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, amsgrad: bool = False, **kwargs):
+        check_kwargs(f"{type(self).__name__}()", kwargs, _BASE_KWARGS)
+        super().__init__(learning_rate, **kwargs)
+        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{type(self).__name__}: {label} must be in [0, 1), got {beta!r}")
+        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = beta_1, beta_2, epsilon, amsgrad
+        if amsgrad:
+            self.slot_names = ("m", "v", "v_hat")
+
+    def step_scalars(self):
+        t = self.iterations + 1
+        lr = self.current_learning_rate
+        return {"lr": lr, "lr_t": lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)}
+
+    def update(self, variable, grad, slots, s):
+        m = ops.add(slots["m"], ops.multiply(ops.subtract(grad, slots["m"]), 1 - self.beta_1))
+        v = ops.add(slots["v"], ops.multiply(ops.subtract(ops.square(grad), slots["v"]), 1 - self.beta_2))
+        _assign(slots["m"], m)
+        _assign(slots["v"], v)
+        if self.amsgrad:
+            v = ops.maximum(slots["v_hat"], v)
+            _assign(slots["v_hat"], v)
+        step = ops.divide(ops.multiply(s["lr_t"], m), ops.add(ops.sqrt(v), self.epsilon))
+        _assign(variable, ops.subtract(variable.value, step))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.004, Keras; PyTorch's default is 0.01)."""
+
+    def __init__(self, learning_rate=None, weight_decay: float = 0.004, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, Keras form: ``v = rho v + (1 - rho) g**2``; ``w -= lr g / sqrt(v + eps)``.
+
+    ``centered=True`` subtracts the squared mean gradient from v; ``momentum`` accumulates
+    the increments. Defaults: lr 1e-3, rho 0.9, epsilon 1e-7 (PyTorch: lr 1e-2, alpha 0.99,
+    eps 1e-8 added outside the root).
+    """
+
+    def __init__(self, learning_rate=None, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False, **kwargs):
+        check_kwargs("RMSprop()", kwargs, _BASE_KWARGS)
+        super().__init__(learning_rate, **kwargs)
+        if not 0.0 <= rho < 1.0:
+            raise ValueError(f"RMSprop: rho must be in [0, 1), got rho={rho!r}")
+        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
+        self.slot_names = ("velocity",) + (("momentum",) if momentum else ()) + (("average_grad",) if centered else ())
+
+    def update(self, variable, grad, slots, s):
+        velocity = ops.add(ops.multiply(self.rho, slots["velocity"]), ops.multiply(1 - self.rho, ops.square(grad)))
+        _assign(slots["velocity"], velocity)
+        denominator = velocity
+        if self.centered:
+            avg = ops.add(ops.multiply(self.rho, slots["average_grad"]), ops.multiply(1 - self.rho, grad))
+            _assign(slots["average_grad"], avg)
+            denominator = ops.subtract(velocity, ops.square(avg))
+        increment = ops.divide(ops.multiply(s["lr"], grad), ops.sqrt(ops.add(denominator, self.epsilon)))
+        if self.momentum:
+            increment = ops.add(ops.multiply(self.momentum, slots["momentum"]), increment)
+            _assign(slots["momentum"], increment)
+        _assign(variable, ops.subtract(variable.value, increment))
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+class Adagrad(Optimizer):
+    """Adagrad, Keras form: ``acc += g**2``; ``w -= lr g / sqrt(acc + eps)``.
+
+    Defaults: lr 1e-3, initial_accumulator_value 0.1, epsilon 1e-7 (PyTorch: lr 1e-2, acc 0).
+    """
+    slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=None, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7, **kwargs):
+        check_kwargs("Adagrad()", kwargs, _BASE_KWARGS)
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+    def initial_slot(self, slot, variable):
+        return np.full(variable.shape, self.initial_accumulator_value)
+
+    def update(self, variable, grad, slots, s):
+        acc = ops.add(slots["accumulator"], ops.square(grad))
+        _assign(slots["accumulator"], acc)
+        step = ops.divide(ops.multiply(s["lr"], grad), ops.sqrt(ops.add(acc, self.epsilon)))
+        _assign(variable, ops.subtract(variable.value, step))
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+BUILTINS: dict[str, Callable[..., Optimizer]] = {
+    "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+}
+
+
+def get(identifier) -> Optimizer:
+    return resolve("optimizers", identifier, BUILTINS, Optimizer)
