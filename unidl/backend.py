@@ -37,7 +37,7 @@ PRIMITIVES: dict[str, str] = {
     # conversion and introspection
     "convert": "convert(x, dtype=None): numpy array / scalar / tensor -> tensor; floats take the compute dtype",
     "to_numpy": "to_numpy(x): tensor -> numpy array (a copy the caller may keep)",
-    "shape": "shape(x): tuple of ints",
+    "shape": "shape(x): tuple of ints (the batch axis may be None inside a compiled step: reshape with -1)",
     "cast": "cast(x, dtype): dtype is a string: float32, float64, int32, int64, bool",
     # elementwise, broadcasting
     "add": "add(a, b) = a + b",
@@ -189,6 +189,16 @@ class Backend:
         (checked by the conformance kit).
         """
         return step
+
+    def fused_update(self, optimizer, variable: Tensor, grad: Tensor, slots: dict, scalars: dict) -> bool:
+        """Optionally apply ``optimizer``'s rule to one variable with a native kernel.
+
+        Return True when done, False to let the generic rule (written over ops)
+        run. ``slots`` maps slot names ("m", "v"...) to backend variables;
+        ``scalars`` holds this step's hyper-parameters ("lr", "lr_t"...).
+        The conformance kit compares every override with the generic rule.
+        """
+        return False
 
     def sync(self) -> None:
         """Wait for queued device work to finish (for timing). Default: nothing."""

@@ -52,9 +52,10 @@ class CallbackList:
         if not hook.startswith("on_"):
             raise AttributeError(hook)
 
-        def call(*args, **kwargs):
+        def call(*args, logs=None):
+            # Every hook gets a logs dict, as Keras passes one, so user functions may require it.
             for cb in self.callbacks:
-                getattr(cb, hook)(*args, **kwargs)
+                getattr(cb, hook)(*args, logs if logs is not None else {})
         return call
 
 

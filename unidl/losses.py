@@ -47,8 +47,8 @@ class Loss:
             values = ops.multiply(values, weight)
         if self.reduction == "none":
             return values
-        total = ops.sum(values)
-        return total if self.reduction == "sum" else ops.divide(total, ops.size(values))
+        # sum / number of values == mean; mean also works when the batch size is unknown (compiled steps)
+        return ops.sum(values) if self.reduction == "sum" else ops.mean(values)
 
     def check_labels(self, y_true: np.ndarray, output_shape: tuple) -> np.ndarray:
         """Validate NumPy labels against the model's output shape (batch axis None); return them fixed up."""

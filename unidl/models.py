@@ -50,8 +50,8 @@ class Model:
         self.loss: losses_mod.Loss | None = None
         self.compiled_metrics: list = []
         self._train_function = None
-        self._trainable_cache: list[Variable] | None = None
         self._metric_ids: list = []
+        self.jit_compile: bool | str = "auto"
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
         self.built = False
@@ -116,8 +116,12 @@ class Model:
         # Subclassed models build their layers by running call once on a zero sample,
         # on the reference backend: the weights are still NumPy arrays at this point.
         backend = get_backend("numpy", dtype="float64")
+        taken: set[str] = set()
         for layer in self.layers:
             layer._rng = layer._rng or self._init_rng
+            if not layer.built:
+                layer.name = unique_name(layer.name or _snake_case(type(layer).__name__), taken)
+            taken.add(layer.name)
         with use_backend(backend), backend.no_grad():
             out = self.call(backend.zeros((1, *input_shape[1:])), training=False)
             self.output_shape = (None, *backend.shape(out)[1:])
@@ -211,6 +215,16 @@ class Model:
         training.print_summary(self, print_fn)
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_1``, ``base_2``... whichever is not taken (Keras's numbering)."""
+    if base not in taken:
+        return base
+    i = 1
+    while f"{base}_{i}" in taken:
+        i += 1
+    return f"{base}_{i}"
+
+
 class Sequential(Model):
     """A plain stack of layers, each taking the previous one's output.
 
@@ -236,7 +250,8 @@ class Sequential(Model):
             raise TypeError(f"Sequential.add expects a unidl layer, got {layer!r} ({type(layer).__name__})")
         if any(layer is other for other in self._layers):
             raise ValueError(f"layer {layer.name!r} is already in model {self.name!r}")
-        layer.name = self._unique_name(layer.name or _snake_case(type(layer).__name__))
+        layer.name = unique_name(layer.name or _snake_case(type(layer).__name__),
+                                 {other.name for other in self._layers})
         if layer._declared_input_shape is not None:
             if self._layers:
                 raise ValueError(f"layer {layer.name!r} declares input_shape but is not the first layer of "
@@ -251,15 +266,6 @@ class Sequential(Model):
             self.built = True
             if self.backend is not None:
                 self._bind()
-
-    def _unique_name(self, base: str) -> str:
-        taken = {layer.name for layer in self._layers}
-        if base not in taken:
-            return base
-        i = 1
-        while f"{base}_{i}" in taken:
-            i += 1
-        return f"{base}_{i}"
 
     def build(self, input_shape: Shape) -> None:
         shape = _as_shape(input_shape)

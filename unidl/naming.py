@@ -31,7 +31,11 @@ def lookup(kind: str, name: str, builtins: Mapping[str, Any]) -> Any:
         return plugin_items[name][0]
     known = sorted({*builtins, *plugin_items})
     raise UnknownNameError(
-        f"unknown {kind[:-1]} {name!r}{closest(key, known)}; known {kind}: {', '.join(known)}")
+        f"unknown {singular(kind)} {name!r}{closest(key, known)}; known {kind}: {', '.join(known)}")
+
+
+def singular(kind: str) -> str:
+    return kind[:-2] if kind.endswith("sses") else kind[:-1]
 
 
 def check_kwargs(where: str, given: Mapping[str, Any], allowed) -> None:
@@ -52,4 +56,4 @@ def resolve(kind: str, identifier: Any, builtins: Mapping[str, Any],
         return factory(**kwargs) if kwargs or isinstance(factory, type) else factory()
     if isinstance(identifier, type) and instance_of is not None and issubclass(identifier, instance_of):
         return identifier(**kwargs)
-    raise TypeError(f"expected a {kind[:-1]} name or object, got {identifier!r} ({type(identifier).__name__})")
+    raise TypeError(f"expected a {singular(kind)} name or object, got {identifier!r} ({type(identifier).__name__})")

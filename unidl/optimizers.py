@@ -51,7 +51,8 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
-        self._slots: dict[int, dict[str, Any]] = {}
+        self._slots: dict[int, dict[str, Any]] = {}  # id(variable) -> slot name -> backend variable
+        self._slot_backend: dict[int, Any] = {}
 
     # ----------------------------------------------------------- state
     def ensure_slots(self, variables: Sequence[Variable]) -> None:
@@ -60,12 +61,11 @@ class Optimizer:
         Slots of a variable that moved to another backend are made anew (zeroed).
         """
         for v in variables:
-            slots = self._slots.get(id(v))
-            if slots is not None and slots.get("_backend") is v.backend:
+            if id(v) in self._slots and self._slot_backend[id(v)] is v.backend:
                 continue
             self._slots[id(v)] = {s: v.backend.variable(self.initial_slot(s, v), trainable=False,
                                                         name=f"{v.name}/{s}") for s in self.slot_names}
-            self._slots[id(v)]["_backend"] = v.backend
+            self._slot_backend[id(v)] = v.backend
 
     def initial_slot(self, slot: str, variable: Variable) -> np.ndarray:
         return np.zeros(variable.shape)
@@ -80,21 +80,30 @@ class Optimizer:
         """This step's hyper-parameters as Python floats (host side)."""
         return {"lr": self.current_learning_rate}
 
-    def apply(self, grads: Sequence, variables: Sequence[Variable], scalars: dict | None = None) -> None:
-        """Apply one update to ``variables`` given their ``grads`` (backend tensors)."""
-        if scalars is None:
-            scalars = self.step_scalars()
-        grads = self.clip(list(grads))
+    def apply(self, grads: Sequence, variables: Sequence[Variable]) -> None:
+        """One optimizer step: update ``variables`` from their ``grads`` (backend tensors)."""
+        self.update_all(grads, variables, self.step_scalars())
+        self.iterations += 1
+
+    def update_all(self, grads: Sequence, variables: Sequence[Variable], scalars: dict) -> None:
+        """The traceable half of ``apply``: no host state changes, so it can run in a compiled step.
+
+        ``scalars`` are this step's hyper-parameters (floats, or tensors in a compiled step).
+        A backend may take over a variable's update with a native kernel
+        (``Backend.fused_update``); the conformance kit checks it against ``update``.
+        """
         missing = [v.name for v in variables if id(v) not in self._slots]
         if missing:
-            raise RuntimeError(f"optimizer {self.name!r} was not built for variables {missing}; "
+            raise RuntimeError(f"optimizer {self.name!r} has no state for variables {missing}; "
                                "compile the model again after adding layers")
-        for var, grad in zip(variables, grads):
+        backend = ops.current_backend()
+        for var, grad in zip(variables, self.clip(list(grads))):
             if self.weight_decay:
                 decay = _times(scalars["lr"], self.weight_decay)
                 _assign(var, ops.subtract(var.value, ops.multiply(var.value, decay)))
-            self.update(var, grad, self._slots[id(var)], scalars)
-        self.iterations += 1
+            slots = self._slots[id(var)]
+            if not backend.fused_update(self, var.value, grad, slots, scalars):
+                self.update(var, grad, slots, scalars)
 
     def update(self, variable: Variable, grad, slots: dict[str, Any], scalars: dict) -> None:
         raise NotImplementedError

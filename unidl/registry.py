@@ -8,7 +8,6 @@ idempotent and marked done only once it finished.
 """
 from __future__ import annotations
 
-import importlib.metadata as md
 import importlib.util
 import threading
 from dataclasses import dataclass, field
@@ -77,6 +76,7 @@ class _Tables:
 
 def _distribution_version(module: str) -> str:
     """Version of the installed distribution that provides ``module`` ('' if unknown)."""
+    import importlib.metadata as md  # not at module level: see Registry.load
     for dist in (module, f"{module}-cpu"):
         try:
             return md.version(dist)
@@ -110,6 +110,9 @@ class Registry:
         with self._lock:
             if self._loaded:  # another thread finished loading while we waited
                 return
+            # Imported here, not at module level: importlib.metadata pulls in email,
+            # zipfile, ... (20-50 ms), two thirds of what `import unidl` cost after numpy.
+            import importlib.metadata as md
             for ep in md.entry_points(group=self.group):
                 if ep.name in self.plugins or self.pm.is_blocked(ep.name):
                     continue

@@ -5,7 +5,8 @@ These functions are the bodies of the Model methods of the same names
 
     numpy batch --backend.convert--> tensors
     loss, grads = backend.value_and_grad(forward + loss + regularization)
-    optimizer.apply(grads)                 (written once over unidl.ops)
+    optimizer.update_all(grads)            (written once over unidl.ops)
+    the step above may be compiled by the backend (tf.function...) when the model allows
     loss and metrics --> Python floats --> progress bar, History, callbacks
 
 Batch order comes from the model's seeded generator, never a framework's.
@@ -147,7 +148,7 @@ class ProgressBar:
         elapsed = time.perf_counter() - self.start
         per_step = elapsed / max(self.steps, 1)
         unit = f"{per_step * 1e3:.0f}ms/step" if per_step >= 1e-3 else f"{per_step * 1e6:.0f}us/step"
-        prefix = f"\r{self.steps}/{self.steps} [{'=' * 30}] - " if self.verbose == 1 else ""
+        prefix = f"\r{self.steps}/{self.steps} [{'=' * 30}] - " if self.live else f"{self.steps}/{self.steps} - "
         self.stream.write(f"{prefix}{elapsed:.2f}s {unit} - {self.format_logs(logs)}\n")
         self.stream.flush()
 
@@ -160,17 +161,42 @@ def train_step(self, x, y, sample_weight=None):
     Override it in a Model subclass for custom training (it runs with the
     model's backend bound, so ``unidl.ops`` work inside).
     """
-    backend = self.backend
-    trainable = self._trainable_cache or self.trainable_weights  # fit() caches the list per run
-
-    def loss_fn():
-        y_pred = self.call(x, training=True)
-        return total_loss(self, y, y_pred, sample_weight), y_pred
-
-    loss, y_pred, grads = backend.value_and_grad(loss_fn, [w.value for w in trainable])
-    with backend.no_grad():
-        self.optimizer.apply(grads, trainable)
+    trainable = self.trainable_weights
+    key = tuple(map(id, trainable))
+    if self._train_function is None or self._train_function[0] != key:
+        self._train_function = (key, _make_train_function(self, trainable))
+    loss, y_pred = self._train_function[1](x, y, sample_weight, self.optimizer.step_scalars())
+    self.optimizer.iterations += 1
     return loss, y_pred
+
+
+def _make_train_function(model, trainable: list):
+    """The generic step, handed to the backend to compile when that is allowed and useful."""
+    backend = model.backend
+
+    def step(x, y, sample_weight, scalars):
+        def loss_fn():
+            y_pred = model.call(x, training=True)
+            return total_loss(model, y, y_pred, sample_weight), y_pred
+
+        loss, y_pred, grads = backend.value_and_grad(loss_fn, [w.value for w in trainable])
+        with backend.no_grad():
+            model.optimizer.update_all(grads, trainable, scalars)
+        return loss, y_pred
+
+    return backend.compile_step(step) if _may_compile(model) else step
+
+
+def _may_compile(model) -> bool:
+    if model.jit_compile is False:
+        return False
+    # Layers drawing host randomness each call (Dropout's NumPy masks) would be frozen
+    # into a traced graph, so such models run eagerly.
+    host_random = [layer.name for layer in model.layers if getattr(layer, "draws_host_randomness", False)]
+    if host_random and model.jit_compile is True:
+        warnings.warn(f"jit_compile=True ignored: layers {host_random} draw NumPy random numbers at every "
+                      "call and run eagerly", RuntimeWarning, stacklevel=4)
+    return not host_random
 
 
 def total_loss(model, y, y_pred, sample_weight=None):
@@ -233,7 +259,6 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
     loss_metric = metrics_mod.Metric(lambda *_: None, "loss")
     with use_backend(backend):
         self.optimizer.ensure_slots(self.trainable_weights)
-        self._trainable_cache = self.trainable_weights
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             if verbose:
@@ -255,7 +280,7 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
                 for m in metrics:
                     m.update(yb, y_pred, wb)
                 logs = {"loss": loss_metric.result(), **{m.name: m.result() for m in metrics}}
-                cbs.on_train_batch_end(step, {**logs, "loss": batch_loss})
+                cbs.on_train_batch_end(step, logs={**logs, "loss": batch_loss})
                 bar.update(step + 1, logs)
                 if not math.isfinite(batch_loss):
                     _stop_on_invalid_loss(self, epoch, step, batch_loss)
@@ -266,11 +291,10 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
                 val = _evaluate_arrays(self, *_split_validation(self, validation_data), batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             bar.finish(logs)
-            cbs.on_epoch_end(epoch, logs)
+            cbs.on_epoch_end(epoch, logs=logs)
             if self.stop_training:
                 break
-        cbs.on_train_end(logs if epochs > initial_epoch else {})
-    self._trainable_cache = None
+        cbs.on_train_end(logs=logs if epochs > initial_epoch else {})
     return history
 
 

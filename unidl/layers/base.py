@@ -49,7 +49,7 @@ class Layer:
     """
 
     def __init__(self, **kwargs: Any):
-        check_kwargs(f"{type(self).__name__}()", kwargs, _BASE_KWARGS)
+        check_kwargs(f"{type(self).__name__}()", kwargs, (*_BASE_KWARGS, *_init_parameters(type(self))))
         self.name: str | None = kwargs.get("name")
         self._trainable = bool(kwargs.get("trainable", True))
         input_shape = kwargs.get("input_shape")
@@ -164,6 +164,11 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def _init_parameters(cls: type) -> list[str]:
+    """Named parameters of the layer class's own __init__ (for did-you-mean suggestions)."""
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
 
 
 _TRAINING_ARG: dict[type, bool] = {}

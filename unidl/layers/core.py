@@ -86,8 +86,8 @@ class Flatten(Layer):
     """Flattens each sample: (batch, d1, d2, ...) -> (batch, d1 * d2 * ...)."""
 
     def call(self, inputs):
-        shape = ops.shape(inputs)
-        return ops.reshape(inputs, (shape[0], int(np.prod(shape[1:], dtype=np.int64))))
+        # -1, not shape[0]: the batch size may be unknown inside a compiled step
+        return ops.reshape(inputs, (-1, int(np.prod(ops.shape(inputs)[1:], dtype=np.int64))))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         rest = input_shape[1:]
@@ -119,7 +119,7 @@ class Reshape(Layer):
         return (input_shape[0], *target)
 
     def call(self, inputs):
-        return ops.reshape(inputs, (ops.shape(inputs)[0], *self.output_shape[1:]))
+        return ops.reshape(inputs, (-1, *self.output_shape[1:]))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
@@ -132,6 +132,8 @@ class Dropout(Layer):
     Masks come from unidl's seeded NumPy generator (not the framework's), so a
     model with dropout trains to the same numbers on every backend.
     """
+
+    draws_host_randomness = True  # a compiled step would freeze the mask: run eagerly
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)

@@ -1,0 +1,330 @@
+"""The op checks of the conformance kit. Each raises ``ConformanceError`` on the first problem.
+
+* :func:`check_forward`: the op on a backend vs its closed-form NumPy reference.
+* :func:`check_grad`: gradients vs the reference backend (NumPy, float64), or
+  vs the contract's closed-form rule at kinks and ties.
+* :func:`check_finite_differences`: the reference backend's own gradients vs
+  central finite differences.
+* :func:`check_missing_op`: an op a backend lacks raises ``BackendError``.
+
+Every comparison goes shape, then dtype, then values (tinygrad's order), and
+a failure names the backend, its dtype, the op, the case, what was compared
+("forward", "grad of input 1"), the shapes and the max abs/rel error.
+
+Gradients are those of ``sum(op(inputs) * r)`` for a fixed random ``r`` of
+the output's shape, taken through the public ``backend.grad_wrt_inputs``.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import unidl
+from unidl.backend import Backend, BackendError
+
+from . import tolerances
+from .kit import REFERENCE_BACKEND, REFERENCE_DTYPE, CheckId
+from .opspecs import Case, OpSpec, make_inputs, make_upstream, resolve_kwargs
+from .tolerances import Tolerance
+
+FD_STEP = 1e-6  # relative step of the central differences: h = FD_STEP * max(1, |x|)
+
+
+class ConformanceError(AssertionError):
+    """A backend does not do what the contract says."""
+
+
+# ---------------------------------------------------------------- comparing
+
+def compare(label: str, actual: Any, expected: Any, tol: Tolerance, dtype: str | None = None) -> None:
+    """Raise ConformanceError unless ``actual`` matches ``expected``: shape, then dtype, then values.
+
+    Floating results are compared with ``tol``; integer and bool results exactly.
+    ``dtype`` is the dtype ``actual`` must have (None: not checked).
+    """
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise ConformanceError(f"{label}: shape {actual.shape}, expected {expected.shape}")
+    if dtype is not None and actual.dtype != np.dtype(dtype):
+        raise ConformanceError(f"{label}: dtype {actual.dtype}, expected {dtype} (shape {actual.shape})")
+    if actual.dtype.kind == "f":
+        ok = tol.close(actual.astype(np.float64), expected.astype(np.float64))
+        rule = str(tol)
+    else:
+        ok = actual == expected
+        rule = "exact equality"
+    if ok.all():
+        return
+    raise ConformanceError(f"{label}: values differ (shape {actual.shape}, dtype {actual.dtype})\n"
+                           + _error_report(actual, expected, ok, rule))
+
+
+def _error_report(actual: np.ndarray, expected: np.ndarray, ok: np.ndarray, rule: str) -> str:
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        abs_err = np.abs(a - e)
+        rel_err = abs_err / np.abs(e)
+    abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # a NaN where none was expected is the worst
+    worst = np.unravel_index(int(np.argmax(abs_err)), abs_err.shape) if abs_err.ndim else ()
+    finite_rel = rel_err[np.isfinite(rel_err)]
+    max_rel = float(finite_rel.max()) if finite_rel.size else float("nan")
+    return (f"  {int((~ok).sum())} of {ok.size} elements outside {rule}\n"
+            f"  max abs err {float(abs_err.max()):.3g} at index {tuple(int(i) for i in worst)}: "
+            f"got {a[worst]!r}, expected {e[worst]!r}\n"
+            f"  max rel err {max_rel:.3g}")
+
+
+def expected_dtype(reference_out: Any, kwargs: dict[str, Any], compute_dtype: str) -> str:
+    """The dtype the contract asks for: an explicit ``dtype=`` kwarg wins; otherwise
+    floating results take the compute dtype, integers int64 and bools bool."""
+    if kwargs.get("dtype") is not None:
+        return str(kwargs["dtype"])
+    kind = np.asarray(reference_out).dtype.kind
+    return compute_dtype if kind == "f" else "bool" if kind == "b" else "int64"
+
+
+# ---------------------------------------------------------------- helpers
+
+def _label(backend: Backend, spec: OpSpec, case: Case, what: str) -> str:
+    return (f"backend {backend.name!r} ({backend.dtype}), op {spec.name!r}, case {case.name!r} "
+            f"[{case.describe()}]: {what}")
+
+
+def _check_id(backend: Backend, spec: OpSpec, case: Case, check: str) -> CheckId:
+    return CheckId("op", spec.name, backend.dtype, check, case.name)
+
+
+def _reference_out(spec: OpSpec, case: Case, values: list[Any]) -> Any:
+    return spec.reference(*values, **resolve_kwargs(case.kwargs, "float64"))
+
+
+def _to_backend(backend: Backend, case: Case, values: Sequence[Any]) -> list[Any]:
+    """Convert the case's array inputs to backend tensors; raw ones and Python values pass as is."""
+    return [v if spec.raw else backend.convert(v) for spec, v in zip(case.inputs, values)]
+
+
+def _run(label: str, fn: Callable[[], Any]) -> Any:
+    """Call ``fn``; an exception becomes a ConformanceError saying where it happened."""
+    try:
+        return fn()
+    except ConformanceError:
+        raise
+    except Exception as exc:
+        raise ConformanceError(f"{label}: raised {type(exc).__name__}: {exc}") from exc
+
+
+def _tensor_to_numpy(backend: Backend, x: Any) -> np.ndarray:
+    # Lenient on purpose (a NumPy scalar is accepted): only the to_numpy op's own
+    # check insists on an ndarray, so one deviation is reported once.
+    return np.asarray(backend.to_numpy(x))
+
+
+# ---------------------------------------------------------------- forward
+
+def check_forward(backend: Backend, spec: OpSpec, case: Case, tolerance: Tolerance | None = None) -> None:
+    """Run ``spec``'s op on ``backend`` and compare it with the closed-form NumPy reference."""
+    label = _label(backend, spec, case, "forward")
+    values = make_inputs(case)
+    expected = _reference_out(spec, case, values)
+    kwargs = resolve_kwargs(case.kwargs, backend.dtype)
+    tol = tolerance or tolerances.lookup(backend, _check_id(backend, spec, case, "forward"))
+
+    with unidl.use_backend(backend):
+        args = _run(label + " (converting the inputs)", lambda: _to_backend(backend, case, values))
+        out = _run(label, lambda: spec.invoke(*args, **kwargs))
+
+    if spec.output == "python":
+        _check_python_value(label, out, expected)
+        return
+    dtype = expected_dtype(expected, kwargs, backend.dtype)
+    if spec.output == "array":  # to_numpy itself: a real ndarray, and a copy
+        if not isinstance(out, np.ndarray):
+            raise ConformanceError(f"{label}: returned {type(out).__module__}.{type(out).__name__}, "
+                                   "expected a numpy.ndarray")
+        compare(label, out, expected, tol, dtype=dtype)
+        _check_is_copy(label, backend, args[0], out, expected)
+        return
+    got = _run(label + " (to_numpy of the result)", lambda: _tensor_to_numpy(backend, out))
+    compare(label, got, expected, tol, dtype=dtype)
+
+
+def _check_python_value(label: str, out: Any, expected: Any) -> None:
+    """shape() must give a tuple of Python ints, size() a Python int."""
+    if isinstance(expected, tuple):
+        ok_type = isinstance(out, tuple) and all(type(d) is int for d in out)
+        want, same = "a tuple of Python ints", ok_type and tuple(out) == expected
+    else:
+        ok_type = type(out) is int
+        want, same = "a Python int", ok_type and out == expected
+    if not ok_type:
+        raise ConformanceError(f"{label}: returned {out!r} of type {type(out).__name__}, expected {want}")
+    if not same:
+        raise ConformanceError(f"{label}: returned {out!r}, expected {expected!r}")
+
+
+def _check_is_copy(label: str, backend: Backend, tensor: Any, out: np.ndarray, expected: np.ndarray) -> None:
+    """Writing to the array to_numpy returned must work and leave the tensor unchanged."""
+    try:
+        if out.dtype == bool:
+            np.logical_not(out, out=out)
+        else:
+            out += 1
+    except ValueError as exc:  # a read-only view
+        raise ConformanceError(f"{label}: the returned array is not writable ({exc}); "
+                               "to_numpy must return a copy the caller may keep") from exc
+    if not np.array_equal(np.asarray(backend.to_numpy(tensor)), expected):
+        raise ConformanceError(f"{label}: writing to the array to_numpy returned changed the tensor; "
+                               "to_numpy must return a copy")
+
+
+# ---------------------------------------------------------------- gradients
+
+def _objective_grads(backend: Backend, spec: OpSpec, case: Case, values: list[Any],
+                     r: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """Value and gradients of sum(op(inputs) * r) w.r.t. the case's differentiable inputs."""
+    diff = case.diff_indices()
+    kwargs = resolve_kwargs(case.kwargs, backend.dtype)
+    with unidl.use_backend(backend):
+        args = _to_backend(backend, case, values)
+        upstream = backend.convert(r)
+
+        def objective(*xs: Any) -> Any:
+            call_args = list(args)
+            for i, x in zip(diff, xs):
+                call_args[i] = x
+            return unidl.ops.sum(unidl.ops.multiply(spec.invoke(*call_args, **kwargs), upstream))
+
+        value, grads = backend.grad_wrt_inputs(objective, [args[i] for i in diff])
+        return (_tensor_to_numpy(backend, value),
+                [None if g is None else _tensor_to_numpy(backend, g) for g in grads])
+
+
+def check_grad(backend: Backend, reference_backend: Backend | None, spec: OpSpec, case: Case,
+               tolerance: Tolerance | None = None) -> None:
+    """Compare ``backend``'s gradients with the reference backend's (or the case's closed-form rule).
+
+    The reference runs in float64 on the same float32-representable inputs, so
+    a float32 backend is measured against (nearly) exact values.
+    """
+    label = _label(backend, spec, case, "grad")
+    values = make_inputs(case)
+    expected_out = np.asarray(_reference_out(spec, case, values), dtype=np.float64)
+    r = make_upstream(case, expected_out.shape)
+    tol = tolerance or tolerances.lookup(backend, _check_id(backend, spec, case, "grad"))
+
+    if case.rule is not None:  # a kink or a tie: the contract's convention is the truth
+        expected_value = np.sum(expected_out * r)
+        expected_grads = case.rule(r, *values, **resolve_kwargs(case.kwargs, "float64"))
+        source = "the contract's rule"
+    else:
+        reference_backend = reference_backend or reference()
+        expected_value, expected_grads = _run(
+            f"{label} (on the reference backend {reference_backend!r})",
+            lambda: _objective_grads(reference_backend, spec, case, values, r))
+        source = f"reference {reference_backend.name} {reference_backend.dtype}"
+
+    value, grads = _run(label, lambda: _objective_grads(backend, spec, case, values, r))
+    _compare_grads(label, source, case, values, value, grads, expected_value, expected_grads, tol, backend.dtype)
+
+
+def _compare_grads(label: str, source: str, case: Case, values: list[Any], value: Any, grads: list[Any],
+                   expected_value: Any, expected_grads: list[Any], tol: Tolerance, dtype: str) -> None:
+    diff = case.diff_indices()
+    if len(grads) != len(diff):
+        raise ConformanceError(f"{label}: grad_wrt_inputs returned {len(grads)} gradients for {len(diff)} inputs")
+    compare(f"{label}: value of sum(out * r) vs {source}", value, expected_value, tol, dtype=dtype)
+    for i, got, want in zip(diff, grads, expected_grads):
+        what = f"{label} of input {i} (shape {np.shape(values[i])}) vs {source}"
+        if got is None:
+            raise ConformanceError(f"{what}: the gradient is None (expected zeros where the output does not depend on it)")
+        compare(what, got, want, tol, dtype=dtype)
+
+
+def check_finite_differences(spec: OpSpec, case: Case, backend: Backend | None = None,
+                             tolerance: Tolerance | None = None) -> None:
+    """The reference backend's gradients vs central finite differences of sum(op(x) * r), in float64."""
+    backend = backend or reference()
+    label = _label(backend, spec, case, "grad vs finite differences")
+    values = make_inputs(case)
+    r = make_upstream(case, np.shape(_reference_out(spec, case, values)))
+    tol = tolerance or tolerances.lookup(backend, _check_id(backend, spec, case, "fd"))
+    kwargs = resolve_kwargs(case.kwargs, backend.dtype)
+
+    def objective(vals: list[Any]) -> float:
+        with unidl.use_backend(backend):
+            out = spec.invoke(*_to_backend(backend, case, vals), **kwargs)
+            return float(np.sum(_tensor_to_numpy(backend, out) * r))
+
+    value, grads = _run(label, lambda: _objective_grads(backend, spec, case, values, r))
+    numeric = [_central_differences(objective, values, i) for i in case.diff_indices()]
+    _compare_grads(label, "central differences", case, values, value, grads, objective(values), numeric, tol,
+                   backend.dtype)
+
+
+def _central_differences(f: Callable[[list[Any]], float], values: list[Any], i: int) -> np.ndarray:
+    x = np.array(values[i], dtype=np.float64)
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        h = FD_STEP * max(1.0, abs(float(x[idx])))
+        up, down = x.copy(), x.copy()
+        up[idx] += h
+        down[idx] -= h
+        grad[idx] = (f(_replaced(values, i, up)) - f(_replaced(values, i, down))) / (2 * h)
+    return grad
+
+
+def _replaced(values: list[Any], i: int, x: np.ndarray) -> list[Any]:
+    out = list(values)
+    out[i] = x
+    return out
+
+
+# ---------------------------------------------------------------- errors
+
+class _Absent:
+    """Hides an inherited attribute: reading it raises AttributeError, so ``__getattr__`` runs."""
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        raise AttributeError("removed by the conformance kit")
+
+
+def check_missing_op(backend: Backend, op: str) -> None:
+    """An op the backend lacks raises BackendError naming the backend and the op.
+
+    The kit removes ``op`` from a copy of the backend and calls it through
+    ``unidl.ops``; this proves the backend keeps the base class's
+    ``__getattr__`` behaviour. A name that is no op must still raise
+    AttributeError (so ``hasattr`` and ``getattr(b, name, default)`` work).
+    """
+    label = f"backend {backend.name!r} ({backend.dtype}), op {op!r} removed"
+    stub = copy.copy(backend)
+    stub.__class__ = type(f"{type(backend).__name__}Without_{op}", (type(backend),), {op: _Absent()})
+    try:
+        with unidl.use_backend(stub):
+            getattr(unidl.ops, op)(stub.convert(np.zeros((2,))))
+    except BackendError as exc:
+        message = str(exc)
+        if backend.name not in message or op not in message:
+            raise ConformanceError(f"{label}: BackendError {message!r} does not name the backend and the op")
+    except Exception as exc:
+        raise ConformanceError(f"{label}: raised {type(exc).__name__}: {exc}, expected BackendError") from exc
+    else:
+        raise ConformanceError(f"{label}: calling it raised nothing, expected BackendError")
+    try:
+        missing = getattr(stub, "no_such_op_in_unidl", None)
+    except Exception as exc:
+        raise ConformanceError(f"{label}: getattr(backend, 'no_such_op_in_unidl', None) raised "
+                               f"{type(exc).__name__}: {exc}; expected AttributeError, so defaults work") from exc
+    if missing is not None:
+        raise ConformanceError(f"{label}: backend.no_such_op_in_unidl exists: {missing!r}")
+
+
+# ---------------------------------------------------------------- reference
+
+@functools.lru_cache(maxsize=None)
+def reference() -> Backend:
+    """The reference backend (NumPy, float64), built once per process."""
+    return unidl.get_backend(REFERENCE_BACKEND, dtype=REFERENCE_DTYPE)
