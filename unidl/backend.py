@@ -9,6 +9,7 @@ Rules every backend follows (the conformance kit in ``unidl.testing`` checks the
 
 * Tensors are the framework's own type. Layouts are canonical (NHWC images,
   (in, out) Dense kernels); a backend translates at its edge, never in layer code.
+* Operands are positional (``add(a, b)``); options such as ``axis`` and ``keepdims`` are keywords.
 * Binary ops broadcast like NumPy and accept Python scalars on either side.
 * ``axis`` arguments accept an int, a tuple of ints, or None, negative values included.
 * Floating tensors made by ``convert`` use the backend's compute dtype
@@ -251,8 +252,10 @@ class Backend:
         return self.divide(e, self.sum(e, axis=axis, keepdims=True))
 
     def softplus(self, x):
-        # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
-        return self.add(self.relu(x), self.log1p(self.exp(self.negative(self.abs(x)))))
+        # log(1 + e^x) = relu(x) + log1p(e^-|x|): no overflow, full precision for x << 0.
+        # -|x| is written minimum(x, -x) because minimum's tie rule (gradient to the first
+        # argument) then gives the exact gradient 0.5 at x == 0; abs would give 0.
+        return self.add(self.relu(x), self.log1p(self.exp(self.minimum(x, self.negative(x)))))
 
     def one_hot(self, indices, depth: int):
         classes = self.convert(np.arange(depth, dtype=np.int64))
@@ -260,10 +263,12 @@ class Backend:
         return self.cast(hit, self.dtype)
 
     def zeros(self, shape, dtype: str | None = None):
-        return self.convert(np.zeros(shape, dtype=dtype or self.dtype))
+        """Zeros of ``shape`` in ``dtype`` (default: the compute dtype)."""
+        return self.convert(np.zeros(shape), dtype=dtype or self.dtype)
 
     def ones(self, shape, dtype: str | None = None):
-        return self.convert(np.ones(shape, dtype=dtype or self.dtype))
+        """Ones of ``shape`` in ``dtype`` (default: the compute dtype)."""
+        return self.convert(np.ones(shape), dtype=dtype or self.dtype)
 
 
 def iter_ops() -> Iterator[str]:

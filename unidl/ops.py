@@ -63,7 +63,11 @@ def _make_op(name: str, doc: str):
         backend = _current.get()
         if backend is None:
             current_backend()
-        return getattr(backend, name)(*[_unwrap(a) for a in args], **kwargs)
+        for a in args:  # rebuild the argument list only when a Variable is among them
+            if type(a) is Variable:
+                args = [_unwrap(x) for x in args]
+                break
+        return getattr(backend, name)(*args, **kwargs)
     op.__name__ = op.__qualname__ = name
     op.__doc__ = doc
     return op

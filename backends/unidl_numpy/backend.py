@@ -1,0 +1,164 @@
+"""``NumpyBackend``: unidl's reference backend, NumPy arrays plus the tape in ``autodiff``.
+
+It runs in float32 or float64 and its gradients are checked against finite
+differences, so the other backends are checked against it. Each primitive is
+the function of the same name in ``autodiff`` (forward and backward side by
+side); this class adds conversion, variables and the two autodiff entry points.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from unidl.backend import Backend, BackendError
+
+from . import autodiff as ad
+from .autodiff import Tensor
+
+
+def _detach_tree(tree: Any) -> Any:
+    """Detach the Tensors in a (nested) tuple/list/dict, so no graph outlives value_and_grad."""
+    if type(tree) is Tensor:
+        return tree.detach() if tree.requires_grad else tree
+    if type(tree) in (tuple, list):
+        return type(tree)(_detach_tree(t) for t in tree)
+    if type(tree) is dict:
+        return {k: _detach_tree(v) for k, v in tree.items()}
+    return tree
+
+
+class NumpyBackend(Backend):
+    """NumPy + reverse-mode tape. Tensors are ``unidl_numpy.autodiff.Tensor``; CPU only."""
+
+    name = "numpy"
+    framework = "numpy"
+
+    def __init__(self, dtype: str = "float32", device: str | None = None):
+        if device not in (None, "cpu"):
+            raise BackendError(f"backend 'numpy' runs on 'cpu' only, not device={device!r}")
+        super().__init__(dtype=dtype, device=device)
+
+    # ------------------------------------------------------------------ info
+    def framework_version(self) -> str:
+        return np.__version__
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    # ------------------------------------------------ conversion, introspection
+    def convert(self, x: Any, dtype: str | None = None) -> Tensor:
+        """Array/scalar -> Tensor holding a copy: floats take the compute dtype,
+        integers int64, bools stay bool. A Tensor comes back as is (cast if ``dtype`` differs)."""
+        if type(x) is Tensor:
+            return x if dtype is None or x.data.dtype == dtype else ad.cast(x, dtype)
+        arr = np.asarray(x)
+        if dtype is None:
+            kind = arr.dtype.kind
+            dtype = self.dtype if kind == "f" else "int64" if kind in "iu" else arr.dtype
+        # A copy: the caller may reuse its array, and variables are updated in place.
+        return Tensor(np.array(arr, dtype=dtype))
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return x.data.copy() if type(x) is Tensor else np.array(x)
+
+    def shape(self, x: Any) -> tuple[int, ...]:
+        return x.data.shape if type(x) is Tensor else np.shape(x)
+
+    # --------------------------------------- primitives: one rule each, in autodiff
+    cast = staticmethod(ad.cast)
+    add = staticmethod(ad.add)
+    subtract = staticmethod(ad.subtract)
+    multiply = staticmethod(ad.multiply)
+    divide = staticmethod(ad.divide)
+    power = staticmethod(ad.power)
+    maximum = staticmethod(ad.maximum)
+    minimum = staticmethod(ad.minimum)
+    equal = staticmethod(ad.equal)
+    not_equal = staticmethod(ad.not_equal)
+    greater = staticmethod(ad.greater)
+    greater_equal = staticmethod(ad.greater_equal)
+    less = staticmethod(ad.less)
+    less_equal = staticmethod(ad.less_equal)
+    where = staticmethod(ad.where)
+    negative = staticmethod(ad.negative)
+    abs = staticmethod(ad.abs)
+    sign = staticmethod(ad.sign)
+    exp = staticmethod(ad.exp)
+    log = staticmethod(ad.log)
+    log1p = staticmethod(ad.log1p)
+    sqrt = staticmethod(ad.sqrt)
+    tanh = staticmethod(ad.tanh)
+    sigmoid = staticmethod(ad.sigmoid)
+    relu = staticmethod(ad.relu)
+    erf = staticmethod(ad.erf)
+    clip = staticmethod(ad.clip)
+    sum = staticmethod(ad.sum)
+    mean = staticmethod(ad.mean)
+    max = staticmethod(ad.max)
+    min = staticmethod(ad.min)
+    argmax = staticmethod(ad.argmax)
+    reshape = staticmethod(ad.reshape)
+    transpose = staticmethod(ad.transpose)
+    concatenate = staticmethod(ad.concatenate)
+    take = staticmethod(ad.take)
+    take_along_axis = staticmethod(ad.take_along_axis)
+    matmul = staticmethod(ad.matmul)
+    stop_gradient = staticmethod(ad.stop_gradient)
+
+    # ------------------------------------------------------------------ state
+    def variable(self, value: Any, trainable: bool = True, name: str = "") -> Tensor:
+        """A leaf Tensor holding a copy of ``value`` (floats in the compute dtype).
+
+        Only floating variables can be trainable: an integer counter never gets a gradient.
+        """
+        var = self.convert(np.asarray(value))
+        var.requires_grad = bool(trainable) and var.data.dtype.kind == "f"
+        var.name = name
+        return var
+
+    def assign(self, variable: Tensor, value: Any) -> None:
+        """Write ``value`` into ``variable.data`` in place (same array object, same dtype)."""
+        src = value.data if type(value) is Tensor else np.asarray(value)
+        if src.shape != variable.data.shape:
+            raise ValueError(f"assign: variable {variable.name!r} has shape {variable.data.shape}, "
+                             f"value has shape {src.shape}")
+        variable.data[...] = src
+
+    # ---------------------------------------------------------------- autodiff
+    def no_grad(self) -> ad._Recording:
+        return ad.no_grad()
+
+    def value_and_grad(self, fn: Callable[[], tuple[Tensor, Any]],
+                       variables: Sequence[Tensor]) -> tuple[Tensor, Any, list[Tensor]]:
+        # Record even if the caller sits in no_grad: asking for gradients means recording.
+        with ad.enable_grad():
+            loss, aux = fn()
+        loss = self._as_scalar(loss, "value_and_grad")
+        grads = self._backprop(loss, variables)
+        # Detached results: nothing returned keeps the graph (and its arrays) alive.
+        return loss.detach(), _detach_tree(aux), grads
+
+    def grad_wrt_inputs(self, fn: Callable[..., Tensor],
+                        inputs: Sequence[Any]) -> tuple[Tensor, list[Tensor]]:
+        # Fresh leaves sharing the inputs' arrays (never written), so callers' tensors stay untouched.
+        leaves = [Tensor(self.convert(x).data, requires_grad=True) for x in inputs]
+        with ad.enable_grad():
+            value = fn(*leaves)
+        value = self._as_scalar(value, "grad_wrt_inputs")
+        return value.detach(), self._backprop(value, leaves)
+
+    @staticmethod
+    def _as_scalar(value: Any, where: str) -> Tensor:
+        value = value if type(value) is Tensor else Tensor(value)
+        if value.data.size != 1:
+            raise ValueError(f"{where}: the function must return a scalar, got shape {value.data.shape}")
+        return value
+
+    @staticmethod
+    def _backprop(root: Tensor, targets: Sequence[Tensor]) -> list[Tensor]:
+        """Gradients of ``root`` for each target: fresh arrays of its shape and dtype, zeros if unused."""
+        got = ad.gradients(root)
+        # np.array copies: gradients may be broadcast views or shared between inputs.
+        return [Tensor(np.array(got[t], dtype=t.data.dtype)) if t in got else Tensor(np.zeros_like(t.data))
+                for t in targets]

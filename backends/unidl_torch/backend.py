@@ -1,0 +1,279 @@
+"""``TorchBackend``: unidl's primitives on PyTorch tensors and autograd.
+
+torch is imported by ``TorchBackend.__init__`` (into this module's ``torch``
+global), never at module import, so loading the plugin stays free.
+
+Where a torch function already has the contract's exact semantics it is bound
+as an instance attribute (``self.add = torch.add``): ``unidl.ops`` then calls
+torch directly, with no Python frame of ours in between. Methods exist only
+where the contract differs from torch's native rule (tie-breaking, axis
+defaults, numpy-style indexing); each says how.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from unidl.backend import Backend, BackendError, Tensor
+
+torch: Any = None  # bound by TorchBackend.__init__
+
+_INT_KINDS = "iu"  # NumPy dtype kinds that ``convert`` turns into int64
+
+
+class TorchBackend(Backend):
+    """PyTorch backend: CPU or CUDA, float32 or float64."""
+
+    name = "torch"
+    framework = "torch"
+
+    def __init__(self, dtype: str = "float32", device: str | None = None):
+        global torch
+        import torch
+
+        super().__init__(dtype=dtype, device=device)
+        self._device = self._resolve_device(device)
+        self.device = str(self._device)
+        self._dtypes = {"float32": torch.float32, "float64": torch.float64,
+                        "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
+        self._float = self._dtypes[dtype]
+
+        # Exact contract semantics already; torch.add/sub/mul/div/pow take a
+        # Python scalar on either side and keep the tensor's float dtype.
+        # Bound torch functions take positional arguments only (torch names
+        # them input/other, not a/b).
+        self.add = torch.add
+        self.subtract = torch.sub
+        self.multiply = torch.mul
+        self.divide = torch.div  # true division, also for integer tensors
+        self.power = torch.pow
+        # torch.eq(2.0, t) is refused; the operators reflect a leading scalar.
+        self.equal = operator.eq
+        self.not_equal = operator.ne
+        self.greater = operator.gt
+        self.greater_equal = operator.ge
+        self.less = operator.lt
+        self.less_equal = operator.le
+        self.where = torch.where
+        self.negative = torch.neg
+        self.abs = torch.abs  # gradient sgn(x): 0 at 0, as the contract asks
+        self.sign = torch.sign  # zero gradient
+        self.exp = torch.exp
+        self.log = torch.log
+        self.log1p = torch.log1p
+        self.sqrt = torch.sqrt
+        self.tanh = torch.tanh
+        self.sigmoid = torch.sigmoid
+        self.relu = torch.relu  # backward masks with x > 0: gradient 0 at 0
+        self.erf = torch.erf
+        self.matmul = torch.matmul
+        self.stop_gradient = torch.Tensor.detach
+
+    # ---------------------------------------------------------------- device
+    def _resolve_device(self, device: str | None):
+        name = "cpu" if device is None else str(device)
+        try:
+            dev = torch.device(name)
+        except RuntimeError as err:
+            raise BackendError(
+                f"torch backend: unknown device {name!r} ({err}); "
+                f"available devices: {self.devices()}") from None
+        if dev.type == "cpu":
+            return torch.device("cpu")
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise BackendError(
+                    f"torch backend: device {name!r} asked for, but CUDA is not available "
+                    f"to this torch {torch.__version__}; available devices: {self.devices()}")
+            index = torch.cuda.current_device() if dev.index is None else dev.index
+            if index >= torch.cuda.device_count():
+                raise BackendError(
+                    f"torch backend: device {name!r} does not exist; "
+                    f"available devices: {self.devices()}")
+            return torch.device("cuda", index)
+        raise BackendError(
+            f"torch backend: device {name!r} is not supported; "
+            f"available devices: {self.devices()}")
+
+    def framework_version(self) -> str:
+        return torch.__version__
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    def sync(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+
+    # ------------------------------------------------------------ conversion
+    def convert(self, x: Any, dtype: str | None = None) -> Tensor:
+        if isinstance(x, torch.Tensor):
+            if dtype is not None:
+                target = self._dtypes[dtype]
+            elif x.is_floating_point():
+                target = self._float
+            elif x.dtype == torch.bool:
+                target = torch.bool
+            else:
+                target = torch.int64
+            return x.to(device=self._device, dtype=target)
+        arr = np.asarray(x)
+        if dtype is None:
+            kind = arr.dtype.kind
+            if kind == "f":
+                dtype = self.dtype
+            elif kind in _INT_KINDS:
+                dtype = "int64"
+            elif kind == "b":
+                dtype = "bool"
+            else:
+                raise BackendError(f"torch backend: cannot convert an array of dtype {arr.dtype}")
+        # torch.tensor copies, so the result never aliases the caller's array.
+        return torch.tensor(np.asarray(arr, dtype=dtype), device=self._device)
+
+    def to_numpy(self, x: Tensor) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            # .numpy() of a CPU tensor shares its memory; the caller gets its own copy.
+            return np.array(x.detach().cpu().numpy(), copy=True)
+        return np.array(x, copy=True)
+
+    def shape(self, x: Tensor) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def cast(self, x: Tensor, dtype: str) -> Tensor:
+        return x.to(self._dtypes[dtype])
+
+    # ------------------------------------------------------------ elementwise
+    # torch.maximum/minimum send half the gradient to each side on ties; the
+    # contract sends all of it to ``a``, which is what this where() does.
+    def maximum(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.where(operator.ge(a, b), a, b)
+
+    def minimum(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.where(operator.le(a, b), a, b)
+
+    def clip(self, x: Tensor, lo, hi) -> Tensor:
+        # A method only to take the contract's argument names (torch says min/max).
+        # clamp's backward masks with lo <= x <= hi, inclusive, as the contract asks.
+        return torch.clamp(x, lo, hi)
+
+    # ------------------------------------------------------------- reductions
+    # Positional arguments: torch's parser is measurably slower with keywords.
+    # axis=() means "reduce nothing" in NumPy but "reduce everything" in torch.
+    def sum(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        if axis == ():
+            return x
+        return torch.sum(x, axis, keepdims)
+
+    def mean(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        if axis == ():
+            return x
+        return torch.mean(x, axis, keepdims)
+
+    # amax/amin split the gradient evenly between ties (torch.max(x, dim) would
+    # give it all to one index), as the contract asks.
+    def max(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        if axis == ():
+            return x
+        return torch.amax(x, () if axis is None else axis, keepdims)
+
+    def min(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        if axis == ():
+            return x
+        return torch.amin(x, () if axis is None else axis, keepdims)
+
+    def argmax(self, x: Tensor, axis: int | None = -1) -> Tensor:
+        return torch.argmax(x, axis)  # first index on ties, like NumPy
+
+    # ------------------------------------------------------- shape, indexing
+    def reshape(self, x: Tensor, shape) -> Tensor:
+        return torch.reshape(x, (shape,) if isinstance(shape, int) else shape)
+
+    def transpose(self, x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
+        if axes is None:
+            axes = range(x.ndim - 1, -1, -1)
+        return x.permute(*axes)
+
+    def concatenate(self, xs: Sequence[Tensor], axis: int = -1) -> Tensor:
+        return torch.cat(tuple(xs), axis)
+
+    def _indices(self, indices: Any) -> Tensor:
+        if isinstance(indices, torch.Tensor):
+            return indices
+        return torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self._device)
+
+    def take(self, x: Tensor, indices: Any, axis: int = 0) -> Tensor:
+        # One advanced index at position ``axis`` gives numpy.take exactly:
+        # shape x.shape[:axis] + indices.shape + x.shape[axis+1:], negative
+        # indices counted from the end, duplicates accumulating in the gradient.
+        axis = axis % x.ndim
+        return x[(slice(None),) * axis + (self._indices(indices),)]
+
+    def take_along_axis(self, x: Tensor, indices: Any, axis: int) -> Tensor:
+        return torch.take_along_dim(x, self._indices(indices).long(), axis)
+
+    # ------------------------------------------------------ state, autodiff
+    def variable(self, value: Any, trainable: bool = True, name: str = "") -> Tensor:
+        t = self.convert(value)
+        # convert() may hand back the caller's own tensor: a variable owns its storage.
+        if t is value:
+            t = t.clone()
+        t = t.detach()
+        return t.requires_grad_(trainable and t.is_floating_point())
+
+    def assign(self, variable: Tensor, value: Any) -> None:
+        if not isinstance(value, torch.Tensor):
+            value = self.convert(value)
+        with torch.no_grad():
+            variable.copy_(value)
+
+    def value_and_grad(self, fn: Callable[[], tuple[Tensor, Any]],
+                       variables: Sequence[Tensor]) -> tuple[Tensor, Any, list]:
+        with torch.enable_grad():
+            loss, aux = fn()
+        # autograd.grad (not .backward) so no .grad state accumulates on variables.
+        # Non-trainable variables cannot be passed to it; they get zeros, as do
+        # all variables when the loss does not depend on any of them.
+        wrt = [v for v in variables if v.requires_grad]
+        if not (wrt and loss.requires_grad):
+            return loss.detach(), aux, [torch.zeros_like(v) for v in variables]
+        found = iter(torch.autograd.grad(loss, wrt, allow_unused=True, materialize_grads=True))
+        grads = [next(found) if v.requires_grad else torch.zeros_like(v) for v in variables]
+        return loss.detach(), aux, grads
+
+    def grad_wrt_inputs(self, fn: Callable[..., Tensor],
+                        inputs: Sequence[Any]) -> tuple[Tensor, list]:
+        leaves = [self.convert(x).detach().requires_grad_(True) for x in inputs]
+        with torch.enable_grad():
+            value = fn(*leaves)
+        if value.requires_grad:
+            grads = list(torch.autograd.grad(value, leaves, allow_unused=True, materialize_grads=True))
+        else:
+            grads = [torch.zeros_like(x) for x in leaves]
+        return value.detach(), grads
+
+    def no_grad(self):
+        return torch.no_grad()
+
+    # ---------------------------------------------------------- composites
+    # Native kernels for the composites on the training hot path; the
+    # conformance kit checks each against the generic version in Backend.
+    def softmax(self, x: Tensor, axis: int = -1) -> Tensor:
+        return torch.softmax(x, axis)
+
+    def log_softmax(self, x: Tensor, axis: int = -1) -> Tensor:
+        return torch.log_softmax(x, axis)
+
+    def softplus(self, x: Tensor) -> Tensor:
+        # log(e^x + e^0), stable for large |x|, with gradient sigmoid(x) everywhere.
+        # The generic relu/abs formula gets slope 0 at x == 0 (both kinks' conventions
+        # give 0 there); softplus is smooth with slope 1/2.
+        return torch.logaddexp(x, x.new_zeros(()))
+
+    def zeros(self, shape, dtype: str | None = None) -> Tensor:
+        return torch.zeros(shape, dtype=self._dtypes[dtype or self.dtype], device=self._device)
+
+    def ones(self, shape, dtype: str | None = None) -> Tensor:
+        return torch.ones(shape, dtype=self._dtypes[dtype or self.dtype], device=self._device)

@@ -1,0 +1,258 @@
+"""``unidl bench``: unidl against hand-written native training loops, side by side.
+
+For each model (an MLP 784-256-256-10; the CNN once Conv2D exists) and each
+installed backend, one *case* trains one epoch of ``--steps`` batches of
+``--batch-size`` with Adam after a warm-up epoch, ``--repeats`` times:
+
+* ``unidl/<backend>``: ``model.fit`` on that backend;
+* ``native/torch``: ``nn.Sequential`` + ``torch.optim.Adam``, the loop people write by hand;
+* ``native/tensorflow``: a ``tf.function`` train step over ``tf.Variable`` s.
+
+Every case runs in its own subprocess, so each reports its own peak memory
+(resident set size growth over the process after imports, or CUDA peak
+allocation) and no framework's thread pools disturb another's. Cases are run
+round-robin ``--rounds`` times and the median ms/step is reported, with the
+ratio to the native loop of the same framework (target: <= 1.05) and, for
+the NumPy backend, to native torch (target: <= 1.5).
+
+    python -m unidl.bench               # or: unidl bench
+    python -m unidl.bench --json out.json --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+MODELS = ("mlp",)
+HIDDEN = 256
+
+
+# ----------------------------------------------------------------- the data
+
+def make_data(steps: int, batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((steps * batch_size, 784), dtype=np.float32)
+    y = rng.integers(0, 10, size=steps * batch_size).astype(np.int64)
+    return x, y
+
+
+def _rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux: the peak resident set of this process so far.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- the cases
+
+def run_unidl(backend: str, x, y, batch_size: int, repeats: int, device: str | None):
+    import unidl
+    from unidl import layers
+    model = unidl.Sequential([
+        layers.Dense(HIDDEN, activation="relu", input_shape=(784,)),
+        layers.Dense(HIDDEN, activation="relu"),
+        layers.Dense(10),
+    ], seed=0)
+    model.compile(optimizer="adam", loss=unidl.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  backend=backend, device=device)
+    times = []
+    for _ in range(repeats + 1):  # the first epoch is the warm-up
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        model.backend.sync()
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def run_native_torch(x, y, batch_size: int, repeats: int, device: str | None):
+    import torch
+    device = device or "cpu"
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, HIDDEN), torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(),
+        torch.nn.Linear(HIDDEN, 10)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        running = 0.0
+        for i in range(0, len(xt), batch_size):
+            xb, yb = xt[i:i + batch_size].to(device), yt[i:i + batch_size].to(device)
+            optimizer.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            running += loss.item()  # what a hand-written loop logs
+        if device != "cpu":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def run_native_tensorflow(x, y, batch_size: int, repeats: int, device: str | None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+
+    def glorot(shape):
+        limit = np.sqrt(6 / sum(shape))
+        return tf.Variable(rng.uniform(-limit, limit, shape).astype(np.float32))
+    sizes = [784, HIDDEN, HIDDEN, 10]
+    weights = [(glorot((a, b)), tf.Variable(tf.zeros(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+    variables = [v for pair in weights for v in pair]
+    optimizer = _TfAdam(variables)
+
+    @tf.function(reduce_retracing=True)
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            h = xb
+            for i, (w, b) in enumerate(weights):
+                h = tf.matmul(h, w) + b
+                if i < len(weights) - 1:
+                    h = tf.nn.relu(h)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=h))
+        optimizer.apply(tape.gradient(loss, variables))
+        return loss
+
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        running = 0.0
+        for i in range(0, len(x), batch_size):
+            running += float(step(x[i:i + batch_size], y[i:i + batch_size]))
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+class _TfAdam:
+    """Adam (Keras's rule) over tf.Variables, for the native TensorFlow loop."""
+
+    def __init__(self, variables, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
+        import tensorflow as tf
+        self.tf, self.variables = tf, variables
+        self.lr, self.b1, self.b2, self.eps = lr, b1, b2, eps
+        self.m = [tf.Variable(tf.zeros_like(v)) for v in variables]
+        self.v = [tf.Variable(tf.zeros_like(v)) for v in variables]
+        self.t = tf.Variable(0.0)
+
+    def apply(self, grads):
+        tf = self.tf
+        self.t.assign_add(1.0)
+        lr_t = self.lr * tf.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        for var, g, m, v in zip(self.variables, grads, self.m, self.v):
+            m.assign_add((g - m) * (1 - self.b1))
+            v.assign_add((tf.square(g) - v) * (1 - self.b2))
+            var.assign_sub(lr_t * m / (tf.sqrt(v) + self.eps))
+
+
+def run_case(case: str, steps: int, batch_size: int, repeats: int, device: str | None) -> dict:
+    """Run one case in this process; returns its timings and memory."""
+    x, y = make_data(steps, batch_size)
+    kind, name = case.split("/")
+    # Import the framework before the baseline so its own footprint is not counted.
+    if name in ("torch", "tensorflow"):
+        __import__(name)
+    baseline = _rss_mb()
+    if kind == "unidl":
+        times = run_unidl(name, x, y, batch_size, repeats, device)
+    elif name == "torch":
+        times = run_native_torch(x, y, batch_size, repeats, device)
+    else:
+        times = run_native_tensorflow(x, y, batch_size, repeats, device)
+    result = {"case": case, "ms_per_step": [t * 1e3 / steps for t in times], "peak_mb": _rss_mb() - baseline}
+    if device and device.startswith("cuda") and name == "torch":
+        import torch
+        result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+# ---------------------------------------------------------------- reporting
+
+def available_cases() -> list[str]:
+    import unidl
+    installed = [b["name"] for b in unidl.list_backends() if b["installed"]]
+    cases = [f"unidl/{name}" for name in installed]
+    cases += [f"native/{name}" for name in ("torch", "tensorflow") if name in installed]
+    return cases
+
+
+def _ratio(rows: dict, a: str, b: str) -> str:
+    if a in rows and b in rows:
+        return f"{rows[a] / rows[b]:.3f}"
+    return ""
+
+
+def report(results: dict[str, list[float]], peaks: dict[str, float], steps: int, batch_size: int,
+           device: str | None) -> str:
+    medians = {case: statistics.median(v) for case, v in results.items()}
+    lines = [f"MLP 784-{HIDDEN}-{HIDDEN}-10, batch {batch_size}, Adam, {steps} steps/epoch, device "
+             f"{device or 'cpu'}; machine: {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} cores, Python {platform.python_version()}",
+             f"{'case':<20} {'ms/step (median)':>17} {'min':>8} {'max':>8} {'vs native':>10} {'peak MB':>9}"]
+    for case, median in medians.items():
+        kind, name = case.split("/")
+        native = f"native/{name}" if name in ("torch", "tensorflow") else "native/torch"
+        vs = _ratio(medians, case, native) if kind == "unidl" else ""
+        lines.append(f"{case:<20} {median:>17.3f} {min(results[case]):>8.3f} {max(results[case]):>8.3f} "
+                     f"{vs:>10} {peaks.get(case, float('nan')):>9.1f}")
+    lines.append("targets: unidl/torch and unidl/tensorflow <= 1.05 x their native loop; "
+                 "unidl/numpy <= 1.5 x native/torch")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unidl bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="batches per epoch (default 200)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per case and round")
+    parser.add_argument("--rounds", type=int, default=2, help="round-robin passes over the cases")
+    parser.add_argument("--device", default=None, help="e.g. cuda (torch cases only)")
+    parser.add_argument("--cases", default=None, help="comma-separated, e.g. unidl/torch,native/torch")
+    parser.add_argument("--json", default=None, help="also write the raw results to this file")
+    parser.add_argument("--run-case", default=None, help=argparse.SUPPRESS)  # internal: one subprocess
+    args = parser.parse_args(argv)
+
+    if args.run_case:
+        print(json.dumps(run_case(args.run_case, args.steps, args.batch_size, args.repeats, args.device)))
+        return 0
+
+    cases = args.cases.split(",") if args.cases else available_cases()
+    if args.device and args.device.startswith("cuda"):
+        cases = [c for c in cases if c.endswith("/torch")]
+    results: dict[str, list[float]] = {c: [] for c in cases}
+    peaks: dict[str, float] = {}
+    for round_ in range(args.rounds):
+        for case in cases:
+            cmd = [sys.executable, "-m", "unidl.bench", "--run-case", case, "--steps", str(args.steps),
+                   "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
+            if args.device:
+                cmd += ["--device", args.device]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"case {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[case] += out["ms_per_step"]
+            peaks[case] = max(peaks.get(case, 0.0), out.get("cuda_peak_mb", out["peak_mb"]))
+            print(f"round {round_ + 1}/{args.rounds} {case}: "
+                  f"{statistics.median(out['ms_per_step']):.3f} ms/step", file=sys.stderr)
+    text = report(results, peaks, args.steps, args.batch_size, args.device)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "peak_mb": peaks, "table": text}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
