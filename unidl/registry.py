@@ -33,10 +33,6 @@ class BackendUnavailableError(ImportError):
     """The backend is registered but its framework is not installed or fails to load."""
 
 
-class PluginError(RuntimeError):
-    """A plugin registered something invalid (duplicate name, wrong type)."""
-
-
 @dataclass
 class BackendInfo:
     """What is known about a registered backend without importing its framework."""
@@ -88,6 +84,10 @@ def _distribution_version(module: str) -> str:
         except md.PackageNotFoundError:
             pass
     return ""
+
+
+def _reject(record: PluginRecord, message: str) -> None:
+    record.error = message if not record.error else f"{record.error}; {message}"
 
 
 class Registry:
@@ -158,11 +158,12 @@ class Registry:
             record = self.plugins.get(plugin, PluginRecord(plugin))
 
             def register(name, factory, *, framework=None, install=None, description="", _p=plugin, _r=record):
+                # A bad registration is recorded on its plugin and skipped; it never breaks the others.
                 if not callable(factory):
-                    raise PluginError(f"plugin {_p!r} registered backend {name!r} with a non-callable factory")
+                    return _reject(_r, f"plugin {_p!r} registered backend {name!r} with a non-callable factory")
                 if name in tables.backends:
-                    raise PluginError(f"backend {name!r} is registered twice: by plugin "
-                                      f"{tables.backends[name].plugin!r} and by plugin {_p!r}")
+                    return _reject(_r, f"backend {name!r} is registered twice: by plugin "
+                                       f"{tables.backends[name].plugin!r} (kept) and by plugin {_p!r} (ignored)")
                 tables.backends[name] = BackendInfo(name, factory, _p, _r.distribution, _r.version,
                                                     framework, install, description)
             self._call_guarded(impl, register, record)
@@ -171,20 +172,20 @@ class Registry:
             for impl in reversed(hook.get_hookimpls()):
                 plugin = impl.plugin_name
 
-                def register(name, obj, _p=plugin, _k=kind):
+                record = self.plugins.get(plugin, PluginRecord(plugin))
+
+                def register(name, obj, _p=plugin, _k=kind, _r=record):
                     if name in tables.named[_k]:
-                        raise PluginError(f"{_k[:-1]} {name!r} is registered twice: by plugin "
-                                          f"{tables.named[_k][name][1]!r} and by plugin {_p!r}")
+                        return _reject(_r, f"{_k} entry {name!r} is registered twice: by plugin "
+                                           f"{tables.named[_k][name][1]!r} (kept) and by plugin {_p!r} (ignored)")
                     tables.named[_k][name] = (obj, _p)
-                self._call_guarded(impl, register, self.plugins.get(plugin, PluginRecord(plugin)))
+                self._call_guarded(impl, register, record)
         return tables
 
     @staticmethod
     def _call_guarded(impl, register, record: PluginRecord) -> None:
         try:
             impl.function(register=register)
-        except PluginError:
-            raise
         except Exception as exc:
             record.error = f"{type(exc).__name__} in {impl.function.__name__}: {exc}"
 
@@ -207,6 +208,13 @@ class Registry:
         try:
             return info.factory(dtype=dtype, device=device)
         except ImportError as exc:
+            # When the module that failed is the plugin's own (e.g. its backend.py), the
+            # plugin is broken: reinstalling the framework would not help.
+            plugin_package = (getattr(info.factory, "__module__", None) or "").split(".")[0]
+            if not info.framework or (exc.name or "").split(".")[0] == plugin_package:
+                source = f" ({info.distribution} {info.version})" if info.distribution else ""
+                raise BackendUnavailableError(
+                    f"backend {name!r} from plugin {info.plugin!r}{source} failed to import: {exc}") from exc
             hint = info.install or f"pip install {info.framework}"
             raise BackendUnavailableError(
                 f"backend {name!r} failed to import its framework ({exc}); reinstall it with: {hint}") from exc
