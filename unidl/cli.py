@@ -4,6 +4,7 @@
 
     unidl --version
     unidl backends [--json] [--strict] [--devices]
+    unidl bench [--steps N] [--device cuda] [--json FILE]
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its
 arguments and sets ``handler``, plus the handler itself, which takes the parsed
@@ -112,9 +113,25 @@ def _run_backends(args: argparse.Namespace) -> int:
     return status
 
 
+# ------------------------------------------------------------- unidl bench
+
+
+def _add_bench(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", add_help=False,
+        help="time unidl against hand-written native training loops (see `unidl bench --help`)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from . import bench  # its argument parser owns the options and --help
+    return bench.main(args.bench_args)
+
+
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS: tuple[Callable, ...] = (_add_backends,)
+_SUBCOMMANDS: tuple[Callable, ...] = (_add_backends, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # bench's own parser owns all its options, --help included
+        from . import bench
+        return bench.main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
