@@ -136,7 +136,8 @@ class BinaryCrossentropy(Loss):
         y = super().check_labels(y_true, output_shape)
         if y.size and (y.min() < 0 or y.max() > 1):
             raise LossInputError(f"loss {self.name!r}: labels must lie in [0, 1], got values in "
-                                 f"[{y.min()}, {y.max()}]")
+                                 f"[{y.min()}, {y.max()}] (labels of shape {y_true.shape}, model output "
+                                 f"shape {output_shape})")
         return y
 
 
@@ -165,8 +166,8 @@ class CategoricalCrossentropy(Loss):
         if y_true.ndim == len(output_shape) - 1 or (y_true.ndim == len(output_shape) and y_true.shape[-1] == 1
                                                     and output_shape[-1] != 1):
             raise LossInputError(
-                f"loss {self.name!r} expects one-hot labels of shape {(len(y_true),) + tuple(output_shape[1:])}, "
-                f"got integer-like labels of shape {y_true.shape}; use "
+                f"loss {self.name!r} expects one-hot labels of shape {(len(y_true),) + tuple(output_shape[1:])} "
+                f"for the model output shape {output_shape}, got integer-like labels of shape {y_true.shape}; use "
                 "loss='sparse_categorical_crossentropy' for class ids, or one-hot encode them")
         return super().check_labels(y_true, output_shape)
 
@@ -196,11 +197,13 @@ class SparseCategoricalCrossentropy(Loss):
         y = y_true[..., 0] if y_true.ndim == len(output_shape) and y_true.shape[-1] == 1 else y_true
         if tuple(y.shape[1:]) != tuple(expected[1:]):
             raise LossInputError(
-                f"loss {self.name!r} expects integer class ids of shape {expected} (or {expected + (1,)}), "
-                f"got labels of shape {y_true.shape}; for one-hot labels use loss='categorical_crossentropy'")
+                f"loss {self.name!r} expects integer class ids of shape {expected} (or {expected + (1,)}) "
+                f"for the model output shape {output_shape}, got labels of shape {y_true.shape}; "
+                "for one-hot labels use loss='categorical_crossentropy'")
         if y.size and (np.any(y != np.round(y)) or y.min() < 0 or (classes is not None and y.max() >= classes)):
             raise LossInputError(f"loss {self.name!r}: labels must be integer class ids in [0, {classes}), "
-                                 f"got values in [{y.min()}, {y.max()}]")
+                                 f"got values in [{y.min()}, {y.max()}] (labels of shape {y_true.shape}, "
+                                 f"model output shape {output_shape})")
         return y.astype(np.int64)
 
 
