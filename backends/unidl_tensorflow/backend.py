@@ -1,0 +1,433 @@
+"""``TensorFlowBackend``: unidl's primitives on TensorFlow 2 (eager mode, tf.GradientTape).
+
+Importing this module does not import tensorflow; ``TensorFlowBackend.__init__`` does.
+
+Speed: most primitives call ``tf.raw_ops`` (public, keyword-only) rather than the
+``tf.*`` wrappers, which add dispatch and name-scope work costing up to 3x the
+kernel launch on small tensors. Gradients are registered per op type, so they
+are the same either way. Shape, permutation and axis tuples go to TF as cached
+int32 tensors: converting a Python tuple costs ~30 us per op, a cached tensor
+nothing.
+
+Where TF's native rule differs from unidl's contract, the code says so:
+  * a Python scalar as the FIRST operand (``tf.add(0.5, float64_tensor)``)
+    becomes float32 and the op fails; non-tensor operands take the dtype of the
+    tensor operand here, on either side;
+  * ``take``/``take_along_axis`` accept negative indices (NumPy semantics);
+    ``tf.gather`` rejects them on CPU and returns zeros on GPU;
+  * ``take_along_axis`` broadcasts non-axis dimensions like NumPy;
+  * ``divide`` and ``mean`` of integers give floats (TF: no kernel / an integer mean);
+  * gradients of gathers come back as dense tensors, not ``tf.IndexedSlices``.
+Rules that already match (checked by tests/test_tensorflow_backend.py):
+``Maximum``/``Minimum`` give a tie's gradient to the first argument, ``Max``/``Min``
+split it evenly, ``Relu``'s gradient is 0 at 0, ``Abs``'s is sign(x);
+``clip`` is max-then-min, so its gradient is 1 on the closed interval [lo, hi].
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+import re
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from unidl.backend import DTYPES, PRIMITIVES, Backend, BackendError
+
+Tensor = Any  # tf.Tensor or tf.Variable
+
+_GPU_NAME = re.compile(r"^(?:cuda|gpu)(?::(\d+))?$")
+_CPU_NAME = re.compile(r"^cpu(?::0)?$")
+_BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_./-]")
+# Ops that never run a kernel; everything else is pinned when the device is not TF's default.
+_UNPINNED = ("to_numpy", "shape")
+
+
+def _variable_name(name: str) -> str | None:
+    """A TF-valid variable name: [A-Za-z0-9.][A-Za-z0-9_./-]* ('dense_1/kernel' stays as is)."""
+    name = _BAD_NAME_CHARS.sub("_", name)
+    if name and not (name[0].isalnum() or name[0] == "."):
+        name = "v" + name
+    return name or None  # None lets TF pick "Variable"
+
+
+class TensorFlowBackend(Backend):
+    """unidl backend on TensorFlow 2: eager tensors, ``tf.Variable`` weights, ``tf.GradientTape``."""
+
+    name = "tensorflow"
+    framework = "tensorflow"
+
+    def __init__(self, dtype: str = "float32", device: str | None = None):
+        super().__init__(dtype=dtype, device=device)
+        if "tensorflow" not in sys.modules:
+            # TF's C++ INFO/WARNING lines flood stderr on import; keep errors, and a user's own setting.
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+        self.tf = tf
+        self._float = tf.as_dtype(self.dtype)
+        self._tf_dtypes = {d: tf.as_dtype(d) for d in DTYPES}
+        self._gpus = tf.config.list_physical_devices("GPU")
+        self._allow_memory_growth()
+        self.device, self._tf_device = self._resolve_device(self.device)
+        # Tensors are created under tf.device only when there is a choice to make. A fresh
+        # context each time: one tf.device object shared between threads mixes up their stacks.
+        self._place = functools.partial(tf.device, self._tf_device) if self._gpus else contextlib.nullcontext
+        self._tapes: contextvars.ContextVar[tuple] = contextvars.ContextVar("unidl_tf_tapes", default=())
+        self._ints = functools.lru_cache(maxsize=1024)(self._make_ints)
+        self._bind_ops()
+        # TF runs an op on GPU:0 whenever one is visible, wherever its inputs live, so
+        # any other device needs every op pinned (a few us each); the default one does not.
+        default = "/GPU:0" if self._gpus else "/CPU:0"
+        if self._tf_device != default:
+            self._pin_ops()
+
+    # ---------------------------------------------------------------- info
+    def framework_version(self) -> str:
+        return self.tf.__version__
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + [f"cuda:{i}" for i in range(len(self._gpus))]
+
+    def sync(self) -> None:
+        if self._gpus:
+            self.tf.test.experimental.sync_devices()
+
+    def _resolve_device(self, device: str) -> tuple[str, str]:
+        """unidl device string -> (canonical unidl name, TF device name); BackendError if unusable."""
+        spec = device.strip().lower()
+        if _CPU_NAME.match(spec):
+            return "cpu", "/CPU:0"
+        gpu = _GPU_NAME.match(spec)
+        if gpu is None:
+            raise BackendError(
+                f"backend 'tensorflow': unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'gpu:N'")
+        index = int(gpu.group(1) or 0)
+        if index >= len(self._gpus):
+            raise BackendError(
+                f"backend 'tensorflow': device {device!r} requested but TensorFlow sees "
+                f"{len(self._gpus)} GPU(s); available devices: {self.devices()}")
+        return f"cuda:{index}", f"/GPU:{index}"
+
+    def _allow_memory_growth(self) -> None:
+        # Otherwise TF reserves nearly all GPU memory on first use, starving a torch model
+        # in the same process. Must run before TF makes its first tensor.
+        with contextlib.suppress(RuntimeError):  # the runtime is already initialized: leave it
+            for gpu in self._gpus:
+                self.tf.config.experimental.set_memory_growth(gpu, True)
+
+    # --------------------------------------------------------- op binding
+    def _bind_ops(self) -> None:
+        """Bind the hot primitives as instance attributes: one closure call per op."""
+        tf, raw = self.tf, self.tf.raw_ops
+        tensor_types = frozenset((type(tf.constant(0.0)), type(tf.Variable(0.0))))
+        self._tensor_types = tensor_types
+        coerce, as_tensor = self._coerce, self._as_tensor
+
+        def binary(kernel):
+            def op(a, b):
+                # Fast path: both already eager tensors/variables. Anything else is coerced.
+                if type(a) not in tensor_types or type(b) not in tensor_types:
+                    a, b = coerce(a, b)
+                return kernel(x=a, y=b)
+            return op
+
+        def divide(a, b):
+            if type(a) not in tensor_types or type(b) not in tensor_types:
+                a, b = coerce(a, b)
+            if not a.dtype.is_floating:  # true division: TF's RealDiv has no integer kernel
+                a, b = self.cast(a, self.dtype), self.cast(b, self.dtype)
+            return raw.RealDiv(x=a, y=b)
+
+        def unary(kernel, arg="x"):
+            def op(x):
+                if type(x) not in tensor_types:
+                    x = as_tensor(x)
+                return kernel(**{arg: x})
+            return op
+
+        for name, kernel in (("add", raw.AddV2), ("subtract", raw.Sub), ("multiply", raw.Mul),
+                             ("power", raw.Pow),
+                             # TF's gradient masks are x >= y and x <= y: ties go to ``a``, as the contract says.
+                             ("maximum", raw.Maximum), ("minimum", raw.Minimum),
+                             ("equal", raw.Equal), ("not_equal", raw.NotEqual),
+                             ("greater", raw.Greater), ("greater_equal", raw.GreaterEqual),
+                             ("less", raw.Less), ("less_equal", raw.LessEqual),
+                             ("matmul", raw.BatchMatMulV2)):  # BatchMatMulV2 broadcasts batch axes
+            setattr(self, name, binary(kernel))
+        self.divide = divide
+        for name, kernel in (("negative", raw.Neg), ("abs", raw.Abs), ("sign", raw.Sign),
+                             ("exp", raw.Exp), ("log", raw.Log), ("log1p", raw.Log1p),
+                             ("sqrt", raw.Sqrt), ("tanh", raw.Tanh), ("sigmoid", raw.Sigmoid),
+                             ("erf", raw.Erf)):
+            setattr(self, name, unary(kernel))
+        self.relu = unary(raw.Relu, "features")  # ReluGrad is 0 at x == 0
+        self.stop_gradient = unary(raw.StopGradient, "input")
+        self.sum = self._reduction(raw.Sum)
+        self.mean = self._reduction(raw.Mean, floating=True)
+        self.max = self._reduction(raw.Max)  # the Max/Min gradient splits evenly between ties
+        self.min = self._reduction(raw.Min)
+
+    def _reduction(self, kernel, floating: bool = False) -> Callable:
+        tensor_types, as_tensor, axes = self._tensor_types, self._as_tensor, self._axes
+
+        def op(x, axis=None, keepdims: bool = False):
+            if type(x) not in tensor_types:
+                x = as_tensor(x)
+            if floating and not x.dtype.is_floating:  # mean of ints is a float, as in NumPy (TF's is an int)
+                x = self.cast(x, self.dtype)
+            return kernel(input=x, axis=axes(x, axis), keep_dims=keepdims)
+        return op
+
+    def _pin_ops(self) -> None:
+        """Wrap every kernel-running primitive so that it runs on ``self._tf_device``."""
+        device = self.tf.device
+
+        def pinned(fn, where):
+            def op(*args, **kwargs):
+                with device(where):
+                    return fn(*args, **kwargs)
+            return op
+        for name in PRIMITIVES:
+            if name not in _UNPINNED:
+                setattr(self, name, pinned(getattr(self, name), self._tf_device))
+
+    # ---------------------------------------------------------- helpers
+    def _make_ints(self, values: tuple) -> Tensor:
+        # Host memory, whatever the device: shapes and axes are read by the CPU.
+        with self.tf.device("/CPU:0"):
+            return self.tf.constant(values, dtype=self.tf.int32)
+
+    def _axes(self, x: Tensor, axis) -> Any:
+        """An axis argument as TF takes it fastest: a Python int, or a cached int32 tensor."""
+        if type(axis) is int:
+            return axis
+        if axis is None:
+            return self._ints(tuple(range(len(x.shape))))
+        if isinstance(axis, (tuple, list)):
+            return self._ints(tuple(int(a) for a in axis))
+        return int(axis)  # a NumPy integer
+
+    def _is_tensor(self, x) -> bool:
+        return isinstance(x, (self.tf.Tensor, self.tf.Variable))
+
+    def _as_tensor(self, x) -> Tensor:
+        """A tensor as is (graph tensors, other variable classes); anything else through ``convert``."""
+        return x if self._is_tensor(x) else self.convert(x)
+
+    def _coerce(self, a, b) -> tuple[Tensor, Tensor]:
+        """Make both operands tensors; a non-tensor takes the other operand's dtype.
+
+        TF would turn a Python float into float32 and a NumPy float into float64
+        before looking at the other operand, so ``add(0.5, float64_tensor)`` and
+        ``add(float64_array, float32_tensor)`` fail natively.
+        """
+        a_is, b_is = self._is_tensor(a), self._is_tensor(b)
+        if a_is and b_is:
+            return a, b
+        if b_is:
+            b, a = self._join(b, a)
+            return a, b
+        if not a_is:
+            a = self.convert(a)  # two plain values: the first sets the dtype, as convert does
+        return self._join(a, b)
+
+    def _join(self, tensor: Tensor, value) -> tuple[Tensor, Tensor]:
+        """(tensor, value as a tensor of tensor's dtype); an integer tensor meeting a float
+        becomes float, as in NumPy (TF would truncate the float)."""
+        if not tensor.dtype.is_floating and (type(value) is float or np.asarray(value).dtype.kind == "f"):
+            tensor = self.cast(tensor, self.dtype)
+        with self._place():
+            # tf.constant: ~3 us for a Python scalar where convert_to_tensor takes ~11.
+            return tensor, self.tf.constant(value, dtype=tensor.dtype)
+
+    def _indices(self, indices, n: int) -> Tensor:
+        """int64 index tensor with negative entries wrapped (NumPy semantics) for an axis of length n."""
+        tf = self.tf
+        if self._is_tensor(indices):
+            indices = self.cast(indices, "int64")
+            return tf.raw_ops.SelectV2(condition=indices < 0, t=indices + n, e=indices)
+        indices = np.asarray(indices, dtype=np.int64)
+        return self.convert(np.where(indices < 0, indices + n, indices))
+
+    # ----------------------------------------------- conversion, introspection
+    def convert(self, x, dtype: str | None = None) -> Tensor:
+        tf = self.tf
+        if self._is_tensor(x):
+            target = self._dtype(dtype) if dtype else self._canonical(x.dtype)
+            if x.dtype != target:
+                return tf.raw_ops.Cast(x=x, DstT=target)
+            # A variable is read, so the result does not change when the variable is assigned.
+            return tf.identity(x) if isinstance(x, tf.Variable) else x
+        array = np.asarray(x)
+        target = self._dtype(dtype).as_numpy_dtype if dtype else self._numpy_target(array.dtype)
+        if array.dtype != target:
+            array = array.astype(target)
+        with self._place():
+            return tf.constant(array)
+
+    def _dtype(self, dtype: str) -> Any:
+        try:
+            return self._tf_dtypes[dtype]
+        except KeyError:
+            raise BackendError(f"backend 'tensorflow': unknown dtype {dtype!r}; use one of {list(DTYPES)}") from None
+
+    def _numpy_target(self, dtype: np.dtype) -> np.dtype:
+        kind = dtype.kind
+        if kind == "f":
+            return np.dtype(self.dtype)
+        if kind in "iu":
+            return np.dtype(np.int64)
+        if kind == "b":
+            return dtype
+        raise BackendError(f"backend 'tensorflow': cannot convert an array of dtype {dtype} "
+                           f"(floating, integer and bool arrays are supported)")
+
+    def _canonical(self, dtype) -> Any:
+        if dtype.is_floating:
+            return self._float
+        if dtype.is_integer:
+            return self.tf.int64
+        return dtype
+
+    def to_numpy(self, x: Tensor) -> np.ndarray:
+        # np.array copies: x.numpy() may share the tensor's buffer. (np.array(x) on a variable
+        # would warn: ResourceVariable.__array__ takes no ``copy`` argument.)
+        return np.array(x.numpy() if self._is_tensor(x) else x)
+
+    def shape(self, x: Tensor) -> tuple[int, ...]:
+        return tuple(x.shape.as_list())
+
+    def cast(self, x: Tensor, dtype: str) -> Tensor:
+        target = self._dtype(dtype)
+        if type(x) not in self._tensor_types:
+            return self.convert(x, dtype)
+        return x if x.dtype == target else self.tf.raw_ops.Cast(x=x, DstT=target)
+
+    # --------------------------------------------------------- elementwise
+    def where(self, cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        if type(a) not in self._tensor_types or type(b) not in self._tensor_types:
+            a, b = self._coerce(a, b)
+        return self.tf.raw_ops.SelectV2(condition=cond, t=a, e=b)  # SelectV2 broadcasts all three
+
+    def clip(self, x: Tensor, lo, hi) -> Tensor:
+        # maximum then minimum, each giving ties to x: gradient 1 on lo <= x <= hi inclusive
+        # (as tf.clip_by_value, at about half its cost), and lo > hi gives hi as in NumPy.
+        if lo is not None:
+            x = self.maximum(x, lo)
+        return x if hi is None else self.minimum(x, hi)
+
+    # ---------------------------------------------------------- reductions
+    def argmax(self, x: Tensor, axis: int | None = -1) -> Tensor:
+        if axis is None:  # NumPy: index into the flattened array
+            x, axis = self.reshape(x, (-1,)), 0
+        return self.tf.raw_ops.ArgMax(input=x, dimension=axis, output_type=self.tf.int64)
+
+    # ------------------------------------------------- shape and indexing
+    def reshape(self, x: Tensor, shape) -> Tensor:
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        return self.tf.raw_ops.Reshape(tensor=x, shape=self._ints(shape))
+
+    def transpose(self, x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
+        ndim = len(x.shape)
+        perm = tuple(range(ndim - 1, -1, -1)) if axes is None else tuple(int(a) % ndim for a in axes)
+        return self.tf.raw_ops.Transpose(x=x, perm=self._ints(perm))
+
+    def concatenate(self, xs: Sequence[Tensor], axis: int = -1) -> Tensor:
+        return self.tf.concat(list(xs), axis=axis)
+
+    def take(self, x: Tensor, indices, axis: int | None = 0) -> Tensor:
+        if axis is None:  # NumPy: take from the flattened array
+            x, axis = self.reshape(x, (-1,)), 0
+        n = x.shape[axis]
+        return self.tf.raw_ops.GatherV2(params=x, indices=self._indices(indices, n), axis=axis)
+
+    def take_along_axis(self, x: Tensor, indices, axis: int) -> Tensor:
+        tf = self.tf
+        ndim = len(x.shape)
+        axis = int(axis) % ndim
+        indices = self._indices(indices, x.shape[axis])
+        if len(indices.shape) != ndim:
+            raise ValueError(f"take_along_axis: indices have {len(indices.shape)} dims, x has {ndim}")
+        # NumPy broadcasts every axis but ``axis`` between x and indices; TF's batched gather does not.
+        xs, js = self.shape(x), self.shape(indices)
+        batch = tuple(np.broadcast_shapes(xs[:axis] + xs[axis + 1:], js[:axis] + js[axis + 1:]))
+        x_full = batch[:axis] + (xs[axis],) + batch[axis:]
+        j_full = batch[:axis] + (js[axis],) + batch[axis:]
+        if xs != x_full:
+            x = tf.broadcast_to(x, x_full)
+        if js != j_full:
+            indices = tf.broadcast_to(indices, j_full)
+        if axis == ndim - 1:
+            return tf.raw_ops.GatherV2(params=x, indices=indices, axis=axis, batch_dims=axis)
+        # A batched gather indexes the axis right after the batch axes: move ``axis`` last and back.
+        perm = tuple(i for i in range(ndim) if i != axis) + (axis,)
+        inverse = tuple(int(i) for i in np.argsort(perm))
+        out = tf.raw_ops.GatherV2(params=self.transpose(x, perm), indices=self.transpose(indices, perm),
+                                  axis=ndim - 1, batch_dims=ndim - 1)
+        return self.transpose(out, inverse)
+
+    # ------------------------------------------------------ state, autodiff
+    def variable(self, value, trainable: bool = True, name: str = "") -> Tensor:
+        with self._place():
+            return self.tf.Variable(self.convert(value), trainable=trainable, name=_variable_name(name))
+
+    def assign(self, variable: Tensor, value: Tensor) -> None:
+        variable.assign(value, read_value=False)  # read_value=False skips a read op
+
+    def value_and_grad(self, fn: Callable[[], tuple[Tensor, Any]],
+                       variables: Sequence[Tensor]) -> tuple[Tensor, Any, list]:
+        tf = self.tf
+        variables = list(variables)
+        # Watch exactly the given variables (trainable or not), nothing else read inside fn.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(variables)
+            with self._recording(tape):
+                loss, aux = fn()
+        with self._place():
+            grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return loss, aux, self._dense(grads)
+
+    def grad_wrt_inputs(self, fn: Callable[..., Tensor], inputs: Sequence[Tensor]) -> tuple[Tensor, list]:
+        tf = self.tf
+        inputs = [self._as_tensor(x) for x in inputs]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(inputs)
+            with self._recording(tape):
+                value = fn(*inputs)
+        with self._place():
+            grads = tape.gradient(value, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return value, self._dense(grads)
+
+    def _dense(self, grads: list) -> list:
+        # A gather's gradient is a tf.IndexedSlices; callers get plain tensors of the variable's shape.
+        slices = self.tf.IndexedSlices
+        return [self.tf.convert_to_tensor(g) if isinstance(g, slices) else g for g in grads]
+
+    @contextlib.contextmanager
+    def _recording(self, tape):
+        """Note ``tape`` as active in this context so that ``no_grad`` can pause it."""
+        token = self._tapes.set(self._tapes.get() + (tape,))
+        try:
+            yield
+        finally:
+            self._tapes.reset(token)
+
+    def no_grad(self) -> contextlib.AbstractContextManager:
+        # Outside value_and_grad nothing records; inside, pause every tape this backend opened.
+        tapes = self._tapes.get()
+        return self._paused(tapes) if tapes else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _paused(self, tapes: tuple):
+        with contextlib.ExitStack() as stack:
+            for tape in tapes:
+                stack.enter_context(tape.stop_recording())
+            # Paused tapes are not active: a nested no_grad must not stop them twice (TF raises).
+            token = self._tapes.set(())
+            try:
+                yield
+            finally:
+                self._tapes.reset(token)
