@@ -45,6 +45,7 @@ def compare(label: str, actual: Any, expected: Any, tol: Tolerance, dtype: str |
     Floating results are compared with ``tol``; integer and bool results exactly.
     ``dtype`` is the dtype ``actual`` must have (None: not checked).
     """
+    __tracebackhide__ = True  # pytest shows the message, not the kit's frames
     actual, expected = np.asarray(actual), np.asarray(expected)
     if actual.shape != expected.shape:
         raise ConformanceError(f"{label}: shape {actual.shape}, expected {expected.shape}")
@@ -65,16 +66,14 @@ def compare(label: str, actual: Any, expected: Any, tol: Tolerance, dtype: str |
 def _error_report(actual: np.ndarray, expected: np.ndarray, ok: np.ndarray, rule: str) -> str:
     a, e = actual.astype(np.float64), expected.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        abs_err = np.abs(a - e)
-        rel_err = abs_err / np.abs(e)
-    abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # a NaN where none was expected is the worst
+        abs_err = np.where(ok, 0.0, np.abs(a - e))
+        abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # a NaN where none was expected is the worst
+        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))  # inf where 0 was expected
     worst = np.unravel_index(int(np.argmax(abs_err)), abs_err.shape) if abs_err.ndim else ()
-    finite_rel = rel_err[np.isfinite(rel_err)]
-    max_rel = float(finite_rel.max()) if finite_rel.size else float("nan")
     return (f"  {int((~ok).sum())} of {ok.size} elements outside {rule}\n"
             f"  max abs err {float(abs_err.max()):.3g} at index {tuple(int(i) for i in worst)}: "
-            f"got {a[worst]!r}, expected {e[worst]!r}\n"
-            f"  max rel err {max_rel:.3g}")
+            f"got {float(a[worst]):.10g}, expected {float(e[worst]):.10g}\n"
+            f"  max rel err {float(rel_err.max()):.3g}")
 
 
 def expected_dtype(reference_out: Any, kwargs: dict[str, Any], compute_dtype: str) -> str:
@@ -102,12 +101,17 @@ def _reference_out(spec: OpSpec, case: Case, values: list[Any]) -> Any:
 
 
 def _to_backend(backend: Backend, case: Case, values: Sequence[Any]) -> list[Any]:
-    """Convert the case's array inputs to backend tensors; raw ones and Python values pass as is."""
-    return [v if spec.raw else backend.convert(v) for spec, v in zip(case.inputs, values)]
+    """The case's inputs as the op receives them: tensors (or variables); raw ones and Python values as is."""
+    def one(spec: Any, value: Any) -> Any:
+        if spec.raw:
+            return value
+        return backend.variable(value) if getattr(spec, "var", False) else backend.convert(value)
+    return [one(spec, v) for spec, v in zip(case.inputs, values)]
 
 
 def _run(label: str, fn: Callable[[], Any]) -> Any:
     """Call ``fn``; an exception becomes a ConformanceError saying where it happened."""
+    __tracebackhide__ = True
     try:
         return fn()
     except ConformanceError:
@@ -126,6 +130,7 @@ def _tensor_to_numpy(backend: Backend, x: Any) -> np.ndarray:
 
 def check_forward(backend: Backend, spec: OpSpec, case: Case, tolerance: Tolerance | None = None) -> None:
     """Run ``spec``'s op on ``backend`` and compare it with the closed-form NumPy reference."""
+    __tracebackhide__ = True
     label = _label(backend, spec, case, "forward")
     values = make_inputs(case)
     expected = _reference_out(spec, case, values)
@@ -209,6 +214,7 @@ def check_grad(backend: Backend, reference_backend: Backend | None, spec: OpSpec
     The reference runs in float64 on the same float32-representable inputs, so
     a float32 backend is measured against (nearly) exact values.
     """
+    __tracebackhide__ = True
     label = _label(backend, spec, case, "grad")
     values = make_inputs(case)
     expected_out = np.asarray(_reference_out(spec, case, values), dtype=np.float64)
@@ -232,6 +238,7 @@ def check_grad(backend: Backend, reference_backend: Backend | None, spec: OpSpec
 
 def _compare_grads(label: str, source: str, case: Case, values: list[Any], value: Any, grads: list[Any],
                    expected_value: Any, expected_grads: list[Any], tol: Tolerance, dtype: str) -> None:
+    __tracebackhide__ = True
     diff = case.diff_indices()
     if len(grads) != len(diff):
         raise ConformanceError(f"{label}: grad_wrt_inputs returned {len(grads)} gradients for {len(diff)} inputs")
@@ -246,8 +253,9 @@ def _compare_grads(label: str, source: str, case: Case, values: list[Any], value
 def check_finite_differences(spec: OpSpec, case: Case, backend: Backend | None = None,
                              tolerance: Tolerance | None = None) -> None:
     """The reference backend's gradients vs central finite differences of sum(op(x) * r), in float64."""
+    __tracebackhide__ = True
     backend = backend or reference()
-    label = _label(backend, spec, case, "grad vs finite differences")
+    label = _label(backend, spec, case, "grad")
     values = make_inputs(case)
     r = make_upstream(case, np.shape(_reference_out(spec, case, values)))
     tol = tolerance or tolerances.lookup(backend, _check_id(backend, spec, case, "fd"))
@@ -285,9 +293,16 @@ def _replaced(values: list[Any], i: int, x: np.ndarray) -> list[Any]:
 # ---------------------------------------------------------------- errors
 
 class _Absent:
-    """Hides an inherited attribute: reading it raises AttributeError, so ``__getattr__`` runs."""
+    """Hides an op: reading it raises AttributeError, so the backend's ``__getattr__`` runs.
+
+    A data descriptor (it defines ``__set__``), so it also hides an op bound
+    on the instance (``self.erf = torch.erf``).
+    """
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
+        raise AttributeError("removed by the conformance kit")
+
+    def __set__(self, obj: Any, value: Any) -> None:
         raise AttributeError("removed by the conformance kit")
 
 

@@ -13,8 +13,11 @@ checking. Each case lists the op's inputs:
 * ``S(value)``: a Python value passed as is (a scalar operand, a shape, clip bounds).
 
 Any array input marked ``raw=True`` reaches the op as a NumPy array instead of
-a backend tensor (only ``convert`` wants that). Float inputs are
-differentiable unless ``diff=False``; ints, bools and Python values never are.
+a backend tensor (only ``convert`` wants that); ``F(..., var=True)`` reaches it
+as ``backend.variable(...)``, the handle layer code passes for its weights
+(checked in the forward pass; gradients w.r.t. variables are
+``value_and_grad``'s business). Float inputs are differentiable unless
+``diff=False``; ints, bools, variables and Python values never are.
 
 Case flags: ``grad=False`` skips the gradient check (non-float output, or an
 op without one); ``fd=False`` marks a point where the derivative does not
@@ -57,11 +60,12 @@ class F:
     step: float | None = None
     diff: bool = True
     raw: bool = False
+    var: bool = False
 
     def __init__(self, *shape: int, low: float = -2.0, high: float = 2.0, avoid: Sequence[float] = (),
-                 step: float | None = None, diff: bool = True, raw: bool = False):
+                 step: float | None = None, diff: bool = True, raw: bool = False, var: bool = False):
         for name, value in (("shape", tuple(shape)), ("low", low), ("high", high), ("avoid", tuple(avoid)),
-                            ("step", step), ("diff", diff), ("raw", raw)):
+                            ("step", step), ("diff", diff), ("raw", raw), ("var", var)):
             object.__setattr__(self, name, value)
 
     def make(self, rng: np.random.Generator) -> np.ndarray:
@@ -76,7 +80,7 @@ class F:
         return _as_f32(x)
 
     def describe(self) -> str:
-        return f"{self.shape} in [{self.low:g}, {self.high:g})"
+        return f"{self.shape} in [{self.low:g}, {self.high:g})" + (" as backend.variable" if self.var else "")
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class V:
 
     def make(self, rng: np.random.Generator) -> np.ndarray:
         x = np.array(self.values, dtype=self.dtype)
-        return _as_f32(x) if x.dtype.kind == "f" else x
+        return _as_f32(x).astype(self.dtype) if x.dtype.kind == "f" else x
 
     def describe(self) -> str:
         return f"explicit {np.shape(self.values)} {self.dtype}"
@@ -165,7 +169,7 @@ def is_float_array(value: Any) -> bool:
 
 # ------------------------------------------------------------------- cases
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Case:
     """One call of an op: its inputs, kwargs and which checks apply (see the module docstring)."""
     name: str
@@ -179,7 +183,11 @@ class Case:
 
     def diff_indices(self) -> list[int]:
         """Positions of the inputs whose gradient is checked."""
-        return [i for i, spec in enumerate(self.inputs) if _is_float_spec(spec) and spec.diff and not spec.raw]
+        return [i for i, spec in enumerate(self.inputs)
+                if _is_float_spec(spec) and spec.diff and not spec.raw and not getattr(spec, "var", False)]
+
+    def __repr__(self) -> str:  # short: pytest prints it in every failure
+        return f"<case {self.item}:{self.name}>"
 
     def describe(self) -> str:
         kw = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
@@ -366,6 +374,7 @@ LARGE = [[-100.0, -30.0, -5.0, 0.0], [5.0, 30.0, 100.0, 1.0]]
 
 _spec("convert", lambda x, dtype=None: np.asarray(x),
       case("float_array", F(2, 3, raw=True)),
+      case("float32_array", V([[1.5, -2.25], [0.0, 3.0]], dtype="float32", raw=True)),  # -> compute dtype too
       case("int32_array", I(2, 3, high=5, dtype="int32", raw=True)),
       case("bool_array", B(2, 3, raw=True)),
       case("python_float", S(2.5)),
@@ -379,10 +388,11 @@ _spec("to_numpy", lambda x: x,
       case("int", I(4, high=9)),
       case("bool", B(3)),
       case("scalar", F()),
+      case("variable", F(2, 3, var=True)),   # a framework variable may track gradients
       grad=False, output="array")
 
 _spec("shape", lambda x: tuple(x.shape),
-      case("rank3", F(2, 3, 4)), case("scalar", F()), case("empty", F(0, 3)),
+      case("rank3", F(2, 3, 4)), case("scalar", F()), case("empty", F(0, 3)), case("variable", F(3, var=True)),
       grad=False, output="python")
 
 _spec("cast", lambda x, dtype: x.astype(_np_dtype(dtype)),
@@ -399,31 +409,32 @@ _spec("cast", lambda x, dtype: x.astype(_np_dtype(dtype)),
 # ------------------------------------------------------ elementwise, binary
 
 
-def _arith(name: str, ref: Callable, low: float = -2.0, high: float = 2.0, lhs: bool = False,
-           empty: bool = False) -> None:
+def _arith(name: str, ref: Callable, low: float = -2.0, high: float = 2.0, empty: bool = False) -> None:
     """The arithmetic ops share their cases: same shape, broadcasting, () and Python scalars."""
     b = dict(low=low, high=high)
     cases = [case("same", F(3, 4), F(3, 4, **b)),
              case("broadcast", F(3, 1), F(1, 4, **b)),
              case("rank", F(2, 3, 4), F(4, **b)),
              case("scalar_tensor", F(2, 3), F(**b)),
-             case("python_rhs", F(2, 3), S(1.5))]
-    if lhs:  # order matters: also check a Python scalar on the left
-        cases.append(case("python_lhs", S(1.5), F(2, 3, **b)))
+             case("python_rhs", F(2, 3), S(1.5)),
+             case("python_int", F(2, 3), S(2)),        # an int must not turn the result integer
+             case("python_lhs", S(1.5), F(2, 3, **b)),
+             case("variable", F(2, 3, var=True), F(2, 3, **b))]
     if empty:
         cases.append(case("empty", F(0, 3), F(3, **b), grad=False))
     _spec(name, ref, *cases)
 
 
 _arith("add", np.add, empty=True)
-_arith("subtract", np.subtract, lhs=True)
+_arith("subtract", np.subtract)
 _arith("multiply", np.multiply, empty=True)
-_arith("divide", np.divide, low=0.5, high=2.0, lhs=True)
+_arith("divide", np.divide, low=0.5, high=2.0)
 
 _spec("power", np.power,
       case("same", F(3, 4, low=0.5, high=2.0), F(3, 4)),
       case("broadcast", F(3, 4, low=0.5, high=2.0), F(4)),
       case("python_square", F(2, 3), S(2)),          # a may be negative when b is a Python number
+      case("python_cube", F(2, 3), S(3)),
       case("python_sqrt", F(2, 3, low=0.5, high=2.0), S(0.5)),
       case("python_base", S(2.0), F(2, 3)))
 
@@ -432,6 +443,7 @@ for _name, _fn, _rule in (("maximum", np.maximum, _rule_maximum), ("minimum", np
           case("same", F(3, 4), F(3, 4), apart=True),
           case("broadcast", F(3, 1), F(4), apart=True),
           case("python_rhs", F(2, 3, avoid=(0.25,)), S(0.25)),
+          case("python_lhs", S(0.25), F(2, 3, avoid=(0.25,))),
           case("ties", V([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]]), V([[1.0, 2.0, 0.5], [-3.0, 0.0, 4.0]]),
                fd=False, rule=_rule))
 
@@ -442,13 +454,15 @@ for _name, _fn in (("equal", np.equal), ("not_equal", np.not_equal), ("greater",
           case("same", F(3, 4, step=1.0), F(3, 4, step=1.0)),
           case("broadcast", F(3, 1, step=1.0), F(4, step=1.0)),
           case("python_rhs", F(2, 3, step=1.0), S(0.0)),
+          case("python_lhs", S(0.0), F(2, 3, step=1.0)),
           case("int64", I(3, 4, high=3), I(3, 4, high=3)),
           grad=False)
 
 _spec("where", np.where,
       case("same", B(3, 4), F(3, 4), F(3, 4)),
       case("broadcast", B(3, 1), F(4), F()),
-      case("python_b", B(2, 3), F(2, 3), S(0.0)))
+      case("python_b", B(2, 3), F(2, 3), S(0.0)),
+      case("python_a", B(2, 3), S(-1.0), F(2, 3)))
 
 # ------------------------------------------------------- elementwise, unary
 
@@ -481,8 +495,11 @@ def _reduction(name: str, ref: Callable, ties_rule: Callable | None = None, empt
              case("axis1", F(2, 3, 4, low=-1, high=1), axis=1),
              case("neg_keepdims", F(2, 3, 4, low=-1, high=1), axis=-1, keepdims=True),
              case("tuple_axes", F(2, 3, 4, low=-1, high=1), axis=(0, -1)),
+             case("all_keepdims", F(3, 4, low=-1, high=1), keepdims=True),
              case("scalar", F()),
-             case("size1_axis", F(3, 1, 2), axis=1)]
+             case("size1_axis", F(3, 1, 2), axis=1),
+             # An empty tuple reduces over no axis (NumPy); torch's dim=() reduces over all.
+             case("no_axes", F(2, 3), axis=())]
     if ties_rule is not None:
         ties = V([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
         cases += [case("ties_axis", ties, axis=1, fd=False, rule=ties_rule),
@@ -497,9 +514,11 @@ _reduction("mean", np.mean)
 _reduction("max", np.max, _rule_reduce_ties(np.max))
 _reduction("min", np.min, _rule_reduce_ties(np.min))
 
-# Ties are left out on purpose: PRIMITIVES does not say which index argmax returns.
 _spec("argmax", lambda x, axis=-1: np.argmax(x, axis=axis),
       case("default_axis", F(3, 4)), case("axis0", F(3, 4), axis=0), case("rank3_neg", F(2, 3, 4), axis=-2),
+      # PRIMITIVES does not say which index wins a tie; the kit expects NumPy's
+      # first one, so metrics (accuracy on equal logits) agree across backends.
+      case("ties", V([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, -1.0, 0.0]])),
       grad=False)
 
 # -------------------------------------------------------- shape and indexing
@@ -508,7 +527,8 @@ _spec("reshape", np.reshape,
       case("merge", F(2, 3, 4), S((6, 4))),
       case("infer", F(2, 3, 4), S((4, -1))),
       case("to_scalar", F(1, 1), S(())),
-      case("from_scalar", F(), S((1, 1))))
+      case("from_scalar", F(), S((1, 1))),
+      case("variable", F(2, 3, var=True), S((3, 2))))
 
 _spec("transpose", lambda x, axes=None: np.transpose(x, axes),
       case("reverse", F(2, 3, 4)),
@@ -527,23 +547,26 @@ _spec("take", lambda x, idx, axis=0: np.take(x, idx, axis=axis),
       case("rows_repeat", F(5, 3), V([4, 0, 2, 2], dtype="int64")),
       case("axis1_2d", F(3, 5), V([[1, 1], [4, 0]], dtype="int64"), axis=1),
       case("neg_axis", F(2, 3, 4), V([3, 0, 3], dtype="int64"), axis=-1),
-      case("scalar_index", F(4, 3), V(2, dtype="int64")))
+      case("scalar_index", F(4, 3), V(2, dtype="int64")),
+      case("variable", F(5, 3, var=True), V([1, 4, 1], dtype="int64")))   # an embedding lookup
 
 _spec("take_along_axis", lambda x, idx, axis: np.take_along_axis(x, idx, axis=axis),
       case("axis1", F(3, 4), I(3, 5, high=4), axis=1),
       case("axis0", F(3, 4), I(2, 4, high=3), axis=0),
-      case("neg_axis_3d", F(2, 3, 4), I(2, 3, 2, high=4), axis=-1))
+      case("neg_axis_3d", F(2, 3, 4), I(2, 3, 2, high=4), axis=-1),
+      case("broadcast_index", F(3, 4), I(1, 2, high=4), axis=1))  # numpy broadcasts the other axes
 
 _spec("matmul", np.matmul,
       case("2d", F(3, 4, low=-1, high=1), F(4, 5, low=-1, high=1)),
       case("batch", F(2, 3, 4, low=-1, high=1), F(2, 4, 5, low=-1, high=1)),
       case("broadcast_batch", F(2, 1, 3, 4, low=-1, high=1), F(3, 4, 2, low=-1, high=1)),
-      case("2d_by_batch", F(3, 4, low=-1, high=1), F(2, 4, 5, low=-1, high=1)))
+      case("2d_by_batch", F(3, 4, low=-1, high=1), F(2, 4, 5, low=-1, high=1)),
+      case("variable", F(3, 4, low=-1, high=1), F(4, 5, low=-1, high=1, var=True)))
 
 # stop_gradient is checked inside x * stop_gradient(x): the value is x**2 and the
 # gradient x * r (only the unstopped factor), not 2 x r.
 _spec("stop_gradient", lambda x: x * x,
-      case("product", F(3, 4)),
+      case("product", F(3, 4), fd=False, rule=lambda r, x: [x * r]),  # differences see 2 x r
       call=lambda ops, x: ops.multiply(x, ops.stop_gradient(x)))
 
 # ---------------------------------------------------------------- composites
@@ -555,10 +578,10 @@ _spec("expand_dims", lambda x, axis: np.expand_dims(x, axis),
 _spec("squeeze", lambda x, axis: np.squeeze(x, axis=axis),
       case("middle", F(2, 1, 3), axis=1), case("tuple_neg", F(1, 3, 1), axis=(0, -1)))
 _spec("softmax", _softmax,
-      case("last_axis", F(3, 4)), case("axis0", F(3, 4), axis=0), case("rank3", F(2, 3, 4), axis=1),
+      case("last_axis", F(3, 4)), case("size1_axis", F(3, 1)), case("axis0", F(3, 4), axis=0), case("rank3", F(2, 3, 4), axis=1),
       case("large", V(LARGE)), case("huge", V([[1000.0, 0.0, -1000.0], [50.0, 50.0, 49.0]])))
 _spec("log_softmax", lambda x, axis=-1: x - _logsumexp(x, axis=axis, keepdims=True),
-      case("last_axis", F(3, 4)), case("axis0", F(3, 4), axis=0),
+      case("last_axis", F(3, 4)), case("axis0", F(3, 4), axis=0), case("size1_axis", F(3, 1)),
       case("huge", V([[1000.0, 0.0, -1000.0], [50.0, 50.0, 49.0]])))
 _spec("logsumexp", _logsumexp,
       case("last_axis", F(3, 4)), case("all_axes", F(3, 4), axis=None),

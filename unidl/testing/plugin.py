@@ -1,1 +1,276 @@
-"""pytest plugin entry (filled in by the conformance kit)."""
+"""pytest plugin of the unidl conformance kit, loaded through the ``pytest11`` entry point.
+
+It is imported by every pytest run in an environment where unidl is
+installed, so importing it must stay cheap: no framework import, no backend
+built. Backends are built on the first test that needs them, once per
+(backend, dtype) per session.
+
+What it adds (see ``unidl.testing`` for the user-facing story):
+
+* options ``--unidl-backend NAME`` and ``--unidl-dtype float32|float64``, both
+  repeatable, and ``--unidl-device DEVICE``;
+* ``pytest_generate_tests``: every test function that uses the
+  ``unidl_backend`` fixture runs once per target; a test marked with
+  :func:`unidl.testing.kit.conformance_check` runs once per target x case;
+* fixtures ``unidl_backend`` (applies the backend's declared exclusions and
+  records its loosened tolerances), ``unidl_reference`` (NumPy float64);
+* a conformance summary at the end of the run.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from typing import Any, Iterable, Sequence
+
+import pytest
+
+# Cheap: importing this package already imported unidl's core (NumPy, pluggy), no framework.
+import unidl
+from unidl.backend import BackendError
+from unidl.registry import REGISTRY, UnknownBackendError
+
+from .kit import MARK, REFERENCE_BACKEND, REFERENCE_DTYPE, CheckId, Target, check_id_for, most_specific
+from .tolerances import override
+
+ENV_BACKENDS = "UNIDL_TEST_BACKENDS"
+FLOAT_DTYPES = ("float32", "float64")
+OUTCOMES = ("passed", "failed", "excluded", "skipped")
+
+_KIT = pytest.StashKey["ConformanceKit"]()
+_DEFAULT_BACKENDS = pytest.StashKey[tuple]()
+
+
+def set_default_backends(config: pytest.Config, names: Iterable[str]) -> None:
+    """Backends to test when neither ``--unidl-backend`` nor ``$UNIDL_TEST_BACKENDS`` names any.
+
+    Call it from a conftest's ``pytest_configure``. Unlike names given
+    explicitly, a default whose framework is not installed is left out and
+    reported, not an error.
+    """
+    config.stash[_DEFAULT_BACKENDS] = tuple(names)
+
+
+# ---------------------------------------------------------------- hooks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("unidl", "unidl conformance kit")
+    group.addoption("--unidl-backend", action="append", default=[], dest="unidl_backends", metavar="NAME",
+                    help="run the unidl conformance checks on this backend (repeatable). Default: the names "
+                         f"in ${ENV_BACKENDS}, else every registered backend whose framework is installed.")
+    group.addoption("--unidl-dtype", action="append", default=[], dest="unidl_dtypes", choices=FLOAT_DTYPES,
+                    help="compute dtype to check (repeatable; default: float32 and float64).")
+    group.addoption("--unidl-device", default=None, dest="unidl_device", metavar="DEVICE",
+                    help="device the backends under test run on, e.g. cuda:0 (default: each backend's own; "
+                         "the NumPy reference always runs on the CPU).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARK}(family, check, cases): a unidl conformance check, "
+                                       "parametrized by the unidl plugin (see unidl.testing)")
+    kit = ConformanceKit(config)
+    config.stash[_KIT] = kit
+    config.pluginmanager.register(kit, "unidl-conformance-kit")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "unidl_target" not in metafunc.fixturenames:
+        return
+    targets = metafunc.config.stash[_KIT].targets()
+    mark = metafunc.definition.get_closest_marker(MARK)
+    if mark is None:  # a plain test using unidl_backend: once per target
+        metafunc.parametrize("unidl_target", targets, ids=str)
+        return
+    cases = mark.kwargs["cases"]
+    combos = [pytest.param(t, c, id=f"{t}-{c.item}-{c.name}") for t in targets for c in cases(t)]
+    if not combos:  # say why, rather than pytest's bare "empty parameter set"
+        where = ", ".join(map(str, targets)) or "no backend"
+        reason = f"no {mark.kwargs['family']}:{mark.kwargs['check']} case applies to this run's targets ({where})"
+        combos = [pytest.param(None, None, id="no-target", marks=pytest.mark.skip(reason=reason))]
+    metafunc.parametrize(("unidl_target", "unidl_case"), combos)
+
+
+@pytest.fixture
+def unidl_backend(request: pytest.FixtureRequest, unidl_target: Target) -> Any:
+    """The backend instance under test (built once per session), exclusions applied."""
+    kit = request.config.stash[_KIT]
+    request.node.user_properties.append(("unidl_target", str(unidl_target)))
+    backend = kit.backend(unidl_target, kit.device)
+    check_id = _check_id(request.node)
+    if check_id is not None:
+        kit.apply_declarations(request.node, backend, check_id)
+    return backend
+
+
+@pytest.fixture
+def unidl_reference(request: pytest.FixtureRequest) -> Any:
+    """The reference backend the other backends' gradients are compared with: NumPy in float64."""
+    return request.config.stash[_KIT].backend(Target(REFERENCE_BACKEND, REFERENCE_DTYPE), device=None)
+
+
+def _check_id(item: pytest.Item) -> CheckId | None:
+    mark = item.get_closest_marker(MARK)
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if mark is None or "unidl_case" not in params:
+        return None
+    return check_id_for(mark.kwargs["family"], mark.kwargs["check"], params["unidl_target"], params["unidl_case"])
+
+
+# ---------------------------------------------------------------- session state
+
+
+class ConformanceKit:
+    """Per-session state: targets, built backends, and the tallies for the summary."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self._targets: list[Target] | None = None
+        self._backends: dict[tuple[Target, str | None], Any] = {}
+        self.untested: dict[str, str] = {}    # backend or target -> why it was not tested
+        # nodeid -> (target, outcome, check id); a later phase's failure overrides.
+        self._outcomes: dict[str, tuple[str, str, str]] = {}
+        self._exclusions: dict[tuple[str, str], list] = {}   # (backend, pattern) -> [reason, count]
+        self._loosened: dict[tuple[str, str], list] = {}     # (backend, pattern) -> [text, count]
+
+    # ---------------------------------------------------------- targets
+    def pytest_sessionstart(self) -> None:
+        # A misspelt or uninstalled backend that the user named is a usage error,
+        # raised before collection. Not in pytest_configure: plugins configured
+        # after this one (a conftest, -p) may still register backends.
+        if self.explicitly_requested():
+            self.targets()
+
+    def targets(self) -> list[Target]:
+        if self._targets is None:
+            names, explicit = self._requested_backends()
+            dtypes = list(dict.fromkeys(self.config.getoption("unidl_dtypes") or FLOAT_DTYPES))
+            self._targets = [Target(n, d) for n in self._usable(names, explicit) for d in dtypes]
+        return self._targets
+
+    def explicitly_requested(self) -> bool:
+        return bool(self.config.getoption("unidl_backends") or os.environ.get(ENV_BACKENDS, "").strip())
+
+    def _requested_backends(self) -> tuple[list[str], bool]:
+        """The backend names to test, and whether the user named them (then each must work)."""
+        if self.config.getoption("unidl_backends"):
+            return self.config.getoption("unidl_backends"), True
+        env = os.environ.get(ENV_BACKENDS, "").replace(",", " ").split()
+        if env:
+            return env, True
+        if _DEFAULT_BACKENDS in self.config.stash:
+            return list(self.config.stash[_DEFAULT_BACKENDS]), False
+        return [row["name"] for row in unidl.list_backends()], False
+
+    def _usable(self, names: Sequence[str], explicit: bool) -> list[str]:
+        usable = []
+        for name in dict.fromkeys(names):
+            try:
+                info = REGISTRY.backend_info(name)
+            except UnknownBackendError as exc:
+                if explicit:
+                    raise pytest.UsageError(f"unidl conformance kit: {exc}") from None
+                self.untested[name] = "not registered"
+                continue
+            if not info.framework_installed:
+                why = f"its framework {info.framework!r} is not installed ({info.install})"
+                if explicit:
+                    raise pytest.UsageError(f"unidl conformance kit: backend {name!r}: {why}")
+                self.untested[name] = why
+                continue
+            usable.append(name)
+        return usable
+
+    # ---------------------------------------------------------- backends
+    @property
+    def device(self) -> str | None:
+        """The device the backends under test run on (``--unidl-device``; None: their default)."""
+        return self.config.getoption("unidl_device")
+
+    def backend(self, target: Target, device: str | None) -> Any:
+        """The backend for ``target`` on ``device``, built on first use. A BackendError
+        (e.g. an unsupported dtype) skips the test; any other failure to build fails it."""
+        key = (target, device)
+        if key not in self._backends:
+            try:
+                self._backends[key] = unidl.get_backend(target.backend, dtype=target.dtype, device=device)
+            except Exception as exc:  # remembered, so a broken backend is not rebuilt for every test
+                self._backends[key] = exc
+        got = self._backends[key]
+        if isinstance(got, Exception):
+            if isinstance(got, BackendError):
+                self.untested[str(target)] = str(got)
+                pytest.skip(f"{target}: {got}")
+            raise RuntimeError(f"could not build backend {target.backend!r} with dtype "
+                               f"{target.dtype}: {type(got).__name__}: {got}") from got
+        return got
+
+    def apply_declarations(self, item: pytest.Item, backend: Any, check_id: CheckId) -> None:
+        """Skip an excluded check; record a loosened tolerance (the check itself applies it)."""
+        item.user_properties.append(("unidl_check", str(check_id)))
+        excluded = most_specific(getattr(backend, "conformance_exclusions", {}) or {}, check_id)
+        if excluded is not None:
+            pattern, reason = excluded
+            item.user_properties.append(("unidl_excluded", (backend.name, pattern, str(reason))))
+            pytest.skip(f"excluded by backend {backend.name!r} [{pattern}]: {reason}")
+        loosened = override(backend, check_id)
+        if loosened is not None:
+            pattern, tol = loosened
+            item.user_properties.append(("unidl_tolerance", (
+                backend.name, pattern, f"rtol={tol.rtol:g} atol={tol.atol:g}: {tol.reason}")))
+
+    # ---------------------------------------------------------- reporting
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        target = props.get("unidl_target")
+        if target is None:
+            return
+        if report.when == "setup":  # the fixture records declarations during setup
+            for key, table in (("unidl_excluded", self._exclusions), ("unidl_tolerance", self._loosened)):
+                if key in props:
+                    backend, pattern, text = props[key]
+                    table.setdefault((backend, pattern), [text, 0])[1] += 1
+        if report.when == "call":
+            outcome = report.outcome
+        elif report.failed:
+            outcome = "failed"
+        elif report.when == "setup" and report.skipped:
+            outcome = "excluded" if "unidl_excluded" in props else "skipped"
+        else:
+            return
+        previous = self._outcomes.get(report.nodeid)
+        if previous is not None and previous[1] == "failed":
+            return
+        self._outcomes[report.nodeid] = (target, outcome, props.get("unidl_check", report.nodeid))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self._outcomes and not self.untested:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.write_sep("=", "unidl conformance summary")
+        counts: dict[str, Counter] = defaultdict(Counter)
+        failures: dict[str, list[str]] = defaultdict(list)
+        for target, outcome, check in self._outcomes.values():
+            counts[target][outcome] += 1
+            if outcome == "failed":
+                failures[target].append(check)
+        write(f"{'backend-dtype':<24}" + "".join(f"{o:>10}" for o in OUTCOMES))
+        for target in sorted(counts):
+            write(f"{target:<24}" + "".join(f"{counts[target][o]:>10}" for o in OUTCOMES))
+        self._write_declared(write, "exclusions declared by the backends", self._exclusions)
+        self._write_declared(write, "loosened tolerances declared by the backends", self._loosened)
+        if self.untested:
+            write("not tested:")
+            for name, why in sorted(self.untested.items()):
+                write(f"  {name}: {why}")
+        for target in sorted(failures):
+            write(f"failed on {target} ({len(failures[target])}):")
+            for check in sorted(failures[target]):
+                write(f"  {check}")
+
+    @staticmethod
+    def _write_declared(write: Any, title: str, table: dict[tuple[str, str], list]) -> None:
+        if not table:
+            return
+        write(f"{title}:")
+        for (backend, pattern), (text, count) in sorted(table.items()):
+            write(f"  {backend} [{pattern}] ({count} checks): {text}")

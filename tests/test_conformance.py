@@ -1,0 +1,230 @@
+"""The conformance kit run on every built-in backend, and tests of the kit itself.
+
+The kit's checks are imported from ``unidl.testing``; the unidl pytest plugin
+parametrizes them over the backends in conftest.BUILTIN_BACKENDS (those whose
+framework is installed) x float32/float64 x every op case. A third-party
+backend runs exactly the same checks with
+``pytest --pyargs unidl.testing --unidl-backend=NAME``.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import unidl
+from unidl import ops
+from unidl.backend import iter_ops
+from unidl.testing import checks, opspecs, plugin, tolerances
+from unidl.testing.kit import CheckId, matches, most_specific
+from unidl.testing.test_conformance_ops import *  # noqa: F401,F403 -- the kit's checks, collected here
+
+# ---------------------------------------------------------------- coverage
+
+
+def test_every_op_has_a_spec():
+    assert opspecs.missing_specs() == []
+
+
+def test_specs_name_only_real_ops():
+    assert sorted(set(opspecs.SPECS) - set(iter_ops())) == []
+
+
+def test_every_differentiable_op_has_a_gradient_case():
+    no_grad = {name for name, spec in opspecs.SPECS.items() if not any(spec.checks_grad(c) for c in spec.cases)}
+    # Ops without a gradient by contract: conversion, comparisons, integer results, constructors.
+    assert no_grad == {"convert", "to_numpy", "shape", "equal", "not_equal", "greater", "greater_equal",
+                       "less", "less_equal", "argmax", "one_hot", "zeros", "ones", "size"}
+
+
+def test_inputs_are_seeded_and_float32_exact():
+    case = opspecs.spec("matmul").cases[0]
+    first, second = opspecs.make_inputs(case), opspecs.make_inputs(case)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, a.astype(np.float32).astype(np.float64))
+
+
+def test_kink_cases_keep_away_from_kinks():
+    values = opspecs.make_inputs(opspecs.spec("clip").cases[0])[0]
+    assert np.all(np.abs(np.abs(values) - 1.0) >= opspecs.MARGIN)
+    a, b = opspecs.make_inputs(opspecs.spec("maximum").cases[0])
+    assert np.all(np.abs(a - b) >= opspecs.MARGIN)
+
+
+# ---------------------------------------------------------------- check ids, tolerances
+
+ID = CheckId("op", "erf", "float32", "grad", "basic")
+
+
+@pytest.mark.parametrize("pattern, hit", [
+    ("op", True), ("op:erf", True), ("op:erf:float32:grad", True), ("op:*:*:grad", True),
+    ("op:erf:float32:grad:basic", True), ("op:erf:float64", False), ("op:er", False),
+    ("op:erf:float32:grad:basic:extra", False), ("layer:erf", False),
+])
+def test_check_id_patterns(pattern, hit):
+    assert matches(pattern, ID) is hit
+
+
+def test_most_specific_pattern_wins():
+    table = {"op:erf": "a", "op:erf:*:grad": "b", "op:erf:float32:grad": "c", "op:exp": "d"}
+    assert most_specific(table, ID) == ("op:erf:float32:grad", "c")
+    assert most_specific({"op:*:float32": 1, "op:erf": 2}, ID) == ("op:*:float32", 1)  # longer
+    assert most_specific({"op:*:float32:grad": 1, "op:erf:float32:grad": 2}, ID) == ("op:erf:float32:grad", 2)
+    assert most_specific({"op:exp": 1}, ID) is None
+
+
+def test_tolerance_lookup_applies_a_declared_override():
+    class Declaring:
+        name = "fake"
+        conformance_tolerances = {"op:erf:*:grad": (1e-3, 1e-4, "approximate erf kernel")}
+
+    tol = tolerances.lookup(Declaring(), ID)
+    assert (tol.rtol, tol.atol, tol.reason) == (1e-3, 1e-4, "approximate erf kernel")
+    assert "GRAD_F32" in tol.replaces and "fake[op:erf:*:grad]" in str(tol)
+    assert tolerances.lookup(Declaring(), CheckId("op", "exp", "float32", "grad", "basic")) is tolerances.GRAD_F32
+    assert tolerances.lookup(Declaring(), CheckId("op", "exp", "float64", "forward", "x")) is tolerances.FORWARD_F64
+
+
+# ---------------------------------------------------------------- the kit catches bugs
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return unidl.get_backend("numpy", dtype="float64")
+
+
+def test_wrong_forward_is_reported_with_backend_op_case_and_error(reference):
+    class WrongErf(type(reference)):
+        name = "wrong_erf"
+
+        def erf(self, x):
+            return self.tanh(x)
+
+    backend = WrongErf(dtype="float64")
+    spec = opspecs.spec("erf")
+    with pytest.raises(checks.ConformanceError) as info:
+        checks.check_forward(backend, spec, spec.cases[0])
+    message = str(info.value)
+    for part in ("'wrong_erf'", "float64", "op 'erf'", "case 'basic'", "forward", "shape (3, 4)",
+                 "max abs err", "max rel err", "FORWARD_F64"):
+        assert part in message
+
+
+def test_random_upstream_catches_a_gradient_a_plain_sum_would_miss(reference):
+    class Misrouted(type(reference)):
+        """transpose with the right values, but its gradient routed to the wrong elements."""
+        name = "misrouted"
+
+        def transpose(self, x, axes=None):
+            right = super().transpose(x, axes)
+            flat = self.reshape(x, (-1,))
+            # Same elements in reverse order: equal sum, so d sum(out)/dx is still all ones.
+            wrong = self.reshape(self.take(flat, self.convert(np.arange(self.size(flat))[::-1].copy())),
+                                 self.shape(right))
+            return self.add(self.stop_gradient(right), self.subtract(wrong, self.stop_gradient(wrong)))
+
+    backend = Misrouted(dtype="float64")
+    spec = opspecs.spec("transpose")
+    case = spec.cases[0]
+    checks.check_forward(backend, spec, case)  # the values are right
+    x = backend.convert(opspecs.make_inputs(case)[0])
+    with unidl.use_backend(backend):
+        _, (ones_grad,) = backend.grad_wrt_inputs(lambda t: ops.sum(ops.transpose(t)), [x])
+    np.testing.assert_array_equal(backend.to_numpy(ones_grad), 1.0)  # a plain sum sees nothing wrong
+    with pytest.raises(checks.ConformanceError, match="grad of input 0"):
+        checks.check_grad(backend, reference, spec, case)
+
+
+def test_a_wrong_dtype_is_reported(reference):
+    class Upcasting(type(reference)):
+        name = "upcasting"
+
+        def exp(self, x):
+            return self.cast(super().exp(x), "float64")
+
+    backend = Upcasting(dtype="float32")
+    spec = opspecs.spec("exp")
+    with pytest.raises(checks.ConformanceError, match="dtype float64, expected float32"):
+        checks.check_forward(backend, spec, spec.cases[0])
+
+
+# ---------------------------------------------------------------- the plugin
+
+PARTIAL_BACKEND = '''
+"""A backend with declared exclusions, a loosened tolerance and one bug, for the plugin test."""
+import unidl
+from unidl import hookimpl
+from unidl.registry import REGISTRY
+
+
+def _make(dtype="float32", device=None):
+    base = type(unidl.get_backend("numpy", dtype=dtype))
+
+    class Partial(base):
+        name = "partial"
+        conformance_exclusions = {"op:erf": "no erf kernel here"}
+        conformance_tolerances = {"op:exp:*:forward": (1e-3, 1e-3, "fast exp")}
+
+        def negative(self, x):  # a bug the kit must find
+            return x
+
+    return Partial(dtype=dtype, device=device)
+
+
+class _Plugin:
+    @hookimpl
+    def unidl_register_backends(self, register):
+        register("partial", _make, framework="numpy")
+
+
+def pytest_configure(config):
+    REGISTRY.register_plugin(_Plugin(), "partial-plugin")
+'''
+
+
+def _run_kit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "partial_backend.py").write_text(PARTIAL_BACKEND)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "partial_backend", "-p", "no:cacheprovider",
+                           "--pyargs", "unidl.testing", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_plugin_reports_counts_exclusions_tolerances_and_failures(tmp_path):
+    run = _run_kit(tmp_path, "--unidl-backend=partial", "--unidl-dtype=float64", "-q",
+                   "-k", "erf or exp or negative")
+    out = run.stdout
+    assert run.returncode == 1, out + run.stderr
+    assert "unidl conformance summary" in out
+    summary = out[out.index("unidl conformance summary"):]
+    row = next(line.split() for line in summary.splitlines() if line.startswith("partial-float64"))
+    passed, failed, excluded = map(int, row[1:4])
+    assert failed == 4  # negative: forward and grad, in two cases each
+    assert excluded == 2  # erf: forward and grad (its one case)
+    assert "partial [op:erf] (2 checks): no erf kernel here" in summary
+    assert "partial [op:exp:*:forward] (2 checks): rtol=0.001 atol=0.001: fast exp" in summary
+    assert "op:negative:float64:forward:basic" in summary
+    assert passed > 0
+
+
+def test_plugin_refuses_an_unknown_backend(tmp_path):
+    run = _run_kit(tmp_path, "--unidl-backend=no_such_backend")
+    assert run.returncode == 4
+    assert "unknown backend 'no_such_backend'" in run.stdout + run.stderr
+
+
+def test_importing_the_plugin_imports_no_framework():
+    code = ("import sys, unidl.testing.plugin, unidl.testing.test_conformance_ops; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_plain_test_using_unidl_backend_runs_once_per_target(unidl_backend, unidl_target, request):
+    # What a plugin author gets for their own extra tests: the same targets, the same session cache.
+    assert (unidl_backend.name, unidl_backend.dtype) == (unidl_target.backend, unidl_target.dtype)
+    kit = request.config.stash[plugin._KIT]
+    assert kit.backend(unidl_target, kit.device) is unidl_backend
