@@ -191,13 +191,16 @@ class Backend:
         """
         return step
 
-    def fused_update(self, optimizer, variable: Tensor, grad: Tensor, slots: dict, scalars: dict) -> bool:
-        """Optionally apply ``optimizer``'s rule to one variable with a native kernel.
+    def fused_update(self, rule: str, optimizer, variable: Tensor, grad: Tensor, slots: dict,
+                     scalars: dict) -> bool:
+        """Optionally apply an optimizer's update ``rule`` to one variable with native kernels.
 
-        Return True when done, False to let the generic rule (written over ops)
-        run. ``slots`` maps slot names ("m", "v"...) to backend variables;
-        ``scalars`` holds this step's hyper-parameters ("lr", "lr_t"...).
-        The conformance kit compares every override with the generic rule.
+        ``rule`` is ``optimizer.native_rule`` ("sgd", "adam", "rmsprop", "adagrad"); its
+        hyper-parameters are the optimizer's attributes (``beta_1``, ``momentum``...).
+        ``slots`` maps slot names ("m", "v"...) to backend variables, ``scalars``
+        holds this step's values ("lr", "lr_t"...). Return True when done, False
+        to let the generic rule (written over ops) run. The conformance kit
+        compares every override with the generic rule.
         """
         return False
 

@@ -97,16 +97,34 @@ class Optimizer:
             raise RuntimeError(f"optimizer {self.name!r} has no state for variables {missing}; "
                                "compile the model again after adding layers")
         backend = ops.current_backend()
+        rule = self.native_rule
         for var, grad in zip(variables, self.clip(list(grads))):
             if self.weight_decay:
                 decay = _times(scalars["lr"], self.weight_decay)
                 _assign(var, ops.subtract(var.value, ops.multiply(var.value, decay)))
             slots = self._slots[id(var)]
-            if not backend.fused_update(self, var.value, grad, slots, scalars):
+            if not (rule and backend.fused_update(rule, self, var.value, grad, slots, scalars)):
                 self.update(var, grad, slots, scalars)
 
     def update(self, variable: Variable, grad, slots: dict[str, Any], scalars: dict) -> None:
         raise NotImplementedError
+
+    rule_name: str | None = None  # set next to each built-in ``update``
+    use_native_kernels = True     # False forces the generic rule (tests compare the two)
+
+    @property
+    def native_rule(self) -> str | None:
+        """The rule a backend may run natively ("adam", "sgd"...), or None.
+
+        None when a subclass overrides ``update``: a native kernel would then
+        silently replace the user's rule.
+        """
+        if not self.use_native_kernels:
+            return None
+        for cls in type(self).__mro__:
+            if "update" in cls.__dict__:
+                return cls.__dict__.get("rule_name")
+        return None
 
     def clip(self, grads: list) -> list:
         if self.clipvalue is not None:
@@ -168,6 +186,8 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
         self.slot_names = ("momentum",) if self.momentum else ()
 
+    rule_name = "sgd"
+
     def update(self, variable, grad, slots, s):
         step = ops.multiply(s["lr"], grad)
         if not self.momentum:
@@ -210,6 +230,8 @@ class Adam(Optimizer):
         lr = self.current_learning_rate
         return {"lr": lr, "lr_t": lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)}
 
+    rule_name = "adam"
+
     def update(self, variable, grad, slots, s):
         m = ops.add(slots["m"], ops.multiply(ops.subtract(grad, slots["m"]), 1 - self.beta_1))
         v = ops.add(slots["v"], ops.multiply(ops.subtract(ops.square(grad), slots["v"]), 1 - self.beta_2))
@@ -250,6 +272,8 @@ class RMSprop(Optimizer):
         self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, centered
         self.slot_names = ("velocity",) + (("momentum",) if momentum else ()) + (("average_grad",) if centered else ())
 
+    rule_name = "rmsprop"
+
     def update(self, variable, grad, slots, s):
         velocity = ops.add(ops.multiply(self.rho, slots["velocity"]), ops.multiply(1 - self.rho, ops.square(grad)))
         _assign(slots["velocity"], velocity)
@@ -283,6 +307,8 @@ class Adagrad(Optimizer):
 
     def initial_slot(self, slot, variable):
         return np.full(variable.shape, self.initial_accumulator_value)
+
+    rule_name = "adagrad"
 
     def update(self, variable, grad, slots, s):
         acc = ops.add(slots["accumulator"], ops.square(grad))

@@ -125,6 +125,19 @@ class NumpyBackend(Backend):
                              f"value has shape {src.shape}")
         variable.data[...] = src
 
+    def fused_update(self, rule, optimizer, variable, grad, slots, scalars) -> bool:
+        """Keras's update rules as in-place NumPy kernels (no tape, no temporaries per op).
+
+        Each computes the generic rule's expression in ``unidl.optimizers``; the
+        conformance kit compares them.
+        """
+        kernel = _FUSED.get(rule)
+        if kernel is None or any(type(v) is not float for v in scalars.values()):
+            return False
+        slot_data = {name: slot.data for name, slot in slots.items()}
+        return kernel(optimizer, variable.data, grad.data if type(grad) is Tensor else np.asarray(grad),
+                      slot_data, scalars)
+
     # ---------------------------------------------------------------- autodiff
     def no_grad(self) -> ad._Recording:
         return ad.no_grad()
@@ -162,3 +175,56 @@ class NumpyBackend(Backend):
         # np.array copies: gradients may be broadcast views or shared between inputs.
         return [Tensor(np.array(got[t], dtype=t.data.dtype)) if t in got else Tensor(np.zeros_like(t.data))
                 for t in targets]
+
+
+# --------------------------------------------------------------- fused rules
+# In-place on the arrays; each returns False for a configuration it does not cover.
+
+def _fused_sgd(opt, w, g, slots, s) -> bool:
+    step = s["lr"] * g
+    if not opt.momentum:
+        w -= step                                  # w -= lr g
+        return True
+    v = slots["momentum"]
+    v *= opt.momentum
+    v -= step                                      # v = mu v - lr g
+    w += opt.momentum * v - step if opt.nesterov else v
+    return True
+
+
+def _fused_adam(opt, w, g, slots, s) -> bool:
+    if opt.amsgrad:
+        return False
+    m, v = slots["m"], slots["v"]
+    m += (g - m) * (1 - opt.beta_1)                # m += (g - m)(1 - b1)
+    v += (g * g - v) * (1 - opt.beta_2)            # v += (g^2 - v)(1 - b2)
+    denominator = np.sqrt(v)
+    denominator += opt.epsilon
+    w -= s["lr_t"] * m / denominator               # w -= lr_t m / (sqrt v + eps)
+    return True
+
+
+def _fused_rmsprop(opt, w, g, slots, s) -> bool:
+    if opt.centered:
+        return False
+    v = slots["velocity"]
+    v *= opt.rho
+    v += (1 - opt.rho) * (g * g)                   # v = rho v + (1 - rho) g^2
+    increment = s["lr"] * g / np.sqrt(v + opt.epsilon)
+    if opt.momentum:
+        m = slots["momentum"]
+        m *= opt.momentum
+        m += increment                             # m = mu m + lr g / sqrt(v + eps)
+        increment = m
+    w -= increment
+    return True
+
+
+def _fused_adagrad(opt, w, g, slots, s) -> bool:
+    acc = slots["accumulator"]
+    acc += g * g                                   # acc += g^2
+    w -= s["lr"] * g / np.sqrt(acc + opt.epsilon)  # w -= lr g / sqrt(acc + eps)
+    return True
+
+
+_FUSED = {"sgd": _fused_sgd, "adam": _fused_adam, "rmsprop": _fused_rmsprop, "adagrad": _fused_adagrad}

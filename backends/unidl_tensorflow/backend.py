@@ -76,7 +76,7 @@ class TensorFlowBackend(Backend):
         # context each time: one tf.device object shared between threads mixes up their stacks.
         self._place = functools.partial(tf.device, self._tf_device) if self._gpus else contextlib.nullcontext
         self._tapes: contextvars.ContextVar[tuple] = contextvars.ContextVar("unidl_tf_tapes", default=())
-        self._ints = functools.lru_cache(maxsize=1024)(self._make_ints)
+        self._cached_ints = functools.lru_cache(maxsize=1024)(self._make_ints)
         self._bind_ops()
         # TF runs an op on GPU:0 whenever one is visible, wherever its inputs live, so
         # any other device needs every op pinned (a few us each); the default one does not.
@@ -195,6 +195,13 @@ class TensorFlowBackend(Backend):
                 setattr(self, name, pinned(getattr(self, name), self._tf_device))
 
     # ---------------------------------------------------------- helpers
+    def _ints(self, values: tuple) -> Tensor:
+        """An int32 tensor of ``values``: cached when eager; made anew while tracing a
+        tf.function, because a constant created inside a graph cannot leave it."""
+        if self.tf.executing_eagerly():
+            return self._cached_ints(values)
+        return self.tf.constant(values, dtype=self.tf.int32)
+
     def _make_ints(self, values: tuple) -> Tensor:
         # Host memory, whatever the device: shapes and axes are read by the CPU.
         with self.tf.device("/CPU:0"):
@@ -400,6 +407,24 @@ class TensorFlowBackend(Backend):
         with self._place():
             grads = tape.gradient(value, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return value, self._dense(grads)
+
+    def compile_step(self, step: Callable) -> Callable:
+        """``step`` as one ``tf.function`` graph: forward, tape, optimizer update.
+
+        Python floats among the arguments (the optimizer's per-step learning rate
+        and bias corrections) become tensors, so a new value does not retrace;
+        ``reduce_retracing`` lets the last, smaller batch share a graph.
+        """
+        tf = self.tf
+        graph = tf.function(step, reduce_retracing=True)
+
+        def to_tensor(value):
+            return tf.constant(value, dtype=self._float) if type(value) is float else value
+
+        def run(*args):
+            with self._place():
+                return graph(*tf.nest.map_structure(to_tensor, args))
+        return run
 
     def _dense(self, grads: list) -> list:
         # A gather's gradient is a tf.IndexedSlices; callers get plain tensors of the variable's shape.

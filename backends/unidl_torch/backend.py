@@ -229,6 +229,20 @@ class TorchBackend(Backend):
         with torch.no_grad():
             variable.copy_(value)
 
+    # ------------------------------------------------------ fused updates
+    def fused_update(self, rule, optimizer, variable, grad, slots, scalars) -> bool:
+        """Keras's update rules as in-place torch kernels (4-5 ops instead of ~15 allocating ones).
+
+        Only eager steps with host-float hyper-parameters take this path; each
+        kernel computes the same expression as the generic rule in
+        ``unidl.optimizers`` (the kit compares them).
+        """
+        kernel = _FUSED.get(rule)
+        if kernel is None or any(type(v) is not float for v in scalars.values()):
+            return False
+        with torch.no_grad():
+            return kernel(optimizer, variable, grad, slots, scalars)
+
     def value_and_grad(self, fn: Callable[[], tuple[Tensor, Any]],
                        variables: Sequence[Tensor]) -> tuple[Tensor, Any, list]:
         with torch.enable_grad():
@@ -277,3 +291,55 @@ class TorchBackend(Backend):
 
     def ones(self, shape, dtype: str | None = None) -> Tensor:
         return torch.ones(shape, dtype=self._dtypes[dtype or self.dtype], device=self._device)
+
+
+# --------------------------------------------------------------- fused rules
+# Each returns False for a configuration it does not cover (the generic rule runs).
+
+def _fused_sgd(opt, w, g, slots, s) -> bool:
+    lr, mu = s["lr"], opt.momentum
+    if not mu:
+        w.add_(g, alpha=-lr)                      # w -= lr g
+        return True
+    v = slots["momentum"]
+    v.mul_(mu).add_(g, alpha=-lr)                 # v = mu v - lr g
+    if opt.nesterov:
+        w.add_(v, alpha=mu).add_(g, alpha=-lr)    # w += mu v - lr g
+    else:
+        w.add_(v)
+    return True
+
+
+def _fused_adam(opt, w, g, slots, s) -> bool:
+    if opt.amsgrad:
+        return False
+    m, v = slots["m"], slots["v"]
+    m.lerp_(g, 1 - opt.beta_1)                    # m += (g - m)(1 - b1)
+    v.lerp_(g * g, 1 - opt.beta_2)                # v += (g^2 - v)(1 - b2)
+    w.addcdiv_(m, v.sqrt().add_(opt.epsilon), value=-s["lr_t"])  # w -= lr_t m / (sqrt v + eps)
+    return True
+
+
+def _fused_rmsprop(opt, w, g, slots, s) -> bool:
+    if opt.centered:
+        return False
+    v = slots["velocity"]
+    v.mul_(opt.rho).addcmul_(g, g, value=1 - opt.rho)   # v = rho v + (1 - rho) g^2
+    denominator = v.add(opt.epsilon).sqrt_()
+    if opt.momentum:
+        m = slots["momentum"]
+        m.mul_(opt.momentum).addcdiv_(g, denominator, value=s["lr"])  # m = mu m + lr g / sqrt(v + eps)
+        w.sub_(m)
+    else:
+        w.addcdiv_(g, denominator, value=-s["lr"])      # w -= lr g / sqrt(v + eps)
+    return True
+
+
+def _fused_adagrad(opt, w, g, slots, s) -> bool:
+    acc = slots["accumulator"]
+    acc.addcmul_(g, g)                                   # acc += g^2
+    w.addcdiv_(g, acc.add(opt.epsilon).sqrt_(), value=-s["lr"])  # w -= lr g / sqrt(acc + eps)
+    return True
+
+
+_FUSED = {"sgd": _fused_sgd, "adam": _fused_adam, "rmsprop": _fused_rmsprop, "adagrad": _fused_adagrad}
