@@ -109,6 +109,11 @@ def _normalize_axis(axis, ndim: int):
     return tuple(a % ndim if ndim else a for a in axis)
 
 
+def _reshape_target(shape) -> tuple:
+    # Inside a compiled step the batch size may be unknown (None): let reshape infer it.
+    return tuple(-1 if d is None else d for d in shape)
+
+
 class Backend:
     """Base class for every backend.
 
@@ -230,15 +235,15 @@ class Backend:
         shape = list(self.shape(x))
         axis = axis if axis >= 0 else len(shape) + 1 + axis
         shape.insert(axis, 1)
-        return self.reshape(x, tuple(shape))
+        return self.reshape(x, _reshape_target(shape))
 
     def squeeze(self, x, axis):
         shape = self.shape(x)
         axes = _normalize_axis(axis, len(shape))
         for a in axes:
-            if shape[a] != 1:
+            if shape[a] not in (1, None):
                 raise ValueError(f"squeeze: axis {a} of shape {shape} is not 1")
-        return self.reshape(x, tuple(d for i, d in enumerate(shape) if i not in axes))
+        return self.reshape(x, _reshape_target([d for i, d in enumerate(shape) if i not in axes]))
 
     def logsumexp(self, x, axis=-1, keepdims: bool = False):
         # Shift by the (gradient-free) max so exp never overflows.

@@ -333,6 +333,13 @@ class TensorFlowBackend(Backend):
         return self.tf.raw_ops.ArgMax(input=x, dimension=axis, output_type=self.tf.int64)
 
     # ------------------------------------------------- shape and indexing
+    def expand_dims(self, x: Tensor, axis: int) -> Tensor:
+        # native: works when the batch size is unknown inside a compiled step
+        return self.tf.expand_dims(x, axis)
+
+    def squeeze(self, x: Tensor, axis) -> Tensor:
+        return self.tf.squeeze(x, axis)
+
     def reshape(self, x: Tensor, shape) -> Tensor:
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         return self.tf.raw_ops.Reshape(tensor=x, shape=self._ints(shape))
@@ -360,13 +367,14 @@ class TensorFlowBackend(Backend):
             raise ValueError(f"take_along_axis: indices have {len(indices.shape)} dims, x has {ndim}")
         # NumPy broadcasts every axis but ``axis`` between x and indices; TF's batched gather does not.
         xs, js = self.shape(x), self.shape(indices)
-        batch = tuple(np.broadcast_shapes(xs[:axis] + xs[axis + 1:], js[:axis] + js[axis + 1:]))
-        x_full = batch[:axis] + (xs[axis],) + batch[axis:]
-        j_full = batch[:axis] + (js[axis],) + batch[axis:]
-        if xs != x_full:
-            x = tf.broadcast_to(x, x_full)
-        if js != j_full:
-            indices = tf.broadcast_to(indices, j_full)
+        if None not in xs + js:  # inside a compiled step the batch size is unknown: no broadcasting then
+            batch = tuple(np.broadcast_shapes(xs[:axis] + xs[axis + 1:], js[:axis] + js[axis + 1:]))
+            x_full = batch[:axis] + (xs[axis],) + batch[axis:]
+            j_full = batch[:axis] + (js[axis],) + batch[axis:]
+            if xs != x_full:
+                x = tf.broadcast_to(x, x_full)
+            if js != j_full:
+                indices = tf.broadcast_to(indices, j_full)
         if axis == ndim - 1:
             return tf.raw_ops.GatherV2(params=x, indices=indices, axis=axis, batch_dims=axis)
         # A batched gather indexes the axis right after the batch axes: move ``axis`` last and back.
@@ -409,22 +417,41 @@ class TensorFlowBackend(Backend):
         return value, self._dense(grads)
 
     def compile_step(self, step: Callable) -> Callable:
-        """``step`` as one ``tf.function`` graph: forward, tape, optimizer update.
+        """``step`` as one TF graph: forward, tape and optimizer update together.
 
-        Python floats among the arguments (the optimizer's per-step learning rate
-        and bias corrections) become tensors, so a new value does not retrace;
-        ``reduce_retracing`` lets the last, smaller batch share a graph.
+        Arguments are flattened (dicts and tuples allowed); Python floats (the
+        optimizer's per-step learning rate and bias corrections) become scalar
+        tensors, so a new value does not retrace. The leading axis of every
+        other tensor is the batch axis and is left unknown, so one concrete
+        graph serves full and last, smaller batches. Concrete functions are
+        called directly: this skips tf.function's per-call signature matching,
+        which costs about as much as a small model's whole step.
         """
         tf = self.tf
-        graph = tf.function(step, reduce_retracing=True)
-
-        def to_tensor(value):
-            return tf.constant(value, dtype=self._float) if type(value) is float else value
+        graphs: dict[tuple, Callable] = {}
 
         def run(*args):
+            flat = tf.nest.flatten(args)
+            # None (e.g. no sample weights) is baked into the graph, one graph per pattern.
+            key = tuple(None if a is None else (type(a) is float or len(a.shape)) for a in flat)
+            tensors = [tf.constant(a, dtype=self._float) if type(a) is float else a for a in flat if a is not None]
+            if key not in graphs:
+                graphs[key] = self._trace(step, args, key, tensors)
             with self._place():
-                return graph(*tf.nest.map_structure(to_tensor, args))
+                return graphs[key](*tensors)
         return run
+
+    def _trace(self, step: Callable, args: tuple, key: tuple, tensors: list) -> Callable:
+        tf = self.tf
+
+        def flat_step(*flat_tensors):
+            it = iter(flat_tensors)
+            flat = [None if k is None else next(it) for k in key]
+            return step(*tf.nest.pack_sequence_as(args, flat))
+
+        specs = [tf.TensorSpec((None, *t.shape[1:]) if len(t.shape) else (), t.dtype) for t in tensors]
+        with self._place():
+            return tf.function(flat_step).get_concrete_function(*specs)
 
     def _dense(self, grads: list) -> list:
         # A gather's gradient is a tf.IndexedSlices; callers get plain tensors of the variable's shape.
