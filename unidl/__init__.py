@@ -21,7 +21,7 @@ from .models import Model, NotCompiledError, Sequential
 from .ops import use_backend
 from .registry import (BackendUnavailableError, UnknownBackendError, get_backend,
                        list_backends)
-from .training import DataError
+from .data import DataError
 from .variables import Variable
 
 __all__ = [

@@ -86,6 +86,25 @@ PRIMITIVES: dict[str, str] = {
     "stop_gradient": "stop_gradient(x): same value, no gradient flows back",
 }
 
+# Neural-network primitives (NHWC images, canonical kernel layouts; see CONVENTIONS.md).
+# ``padding`` is "valid", "same" (total = max((ceil(n/s)-1)*s + (k-1)*d + 1 - n, 0),
+# before = total // 2, the rest after) or explicit ((top, bottom), (left, right)).
+NN_PRIMITIVES: dict[str, str] = {
+    "pad": "pad(x, pad_width, value=0.0): pad_width is one (before, after) pair per axis, like numpy.pad",
+    "conv2d": ("conv2d(x, kernel, strides=(1, 1), padding='valid', dilation=(1, 1), groups=1): "
+               "cross-correlation; x (N, H, W, C), kernel (kh, kw, C // groups, O) -> (N, H', W', O)"),
+    "conv2d_transpose": ("conv2d_transpose(x, kernel, strides=(1, 1), padding='valid', dilation=(1, 1)): "
+                         "x (N, H, W, C), kernel (kh, kw, O, C) -> (N, H', W', O) with H' = (H - 1) * s + "
+                         "(kh - 1) * d + 1 for 'valid' and H * s for 'same'; it equals the gradient with "
+                         "respect to its input of conv2d(., kernel, strides, padding, dilation) applied to an "
+                         "(N, H', W', O) input, seeded with x (Keras's Conv2DTranspose, output_padding=None)"),
+    "max_pool2d": ("max_pool2d(x, pool_size, strides, padding='valid'): NHWC window max; padded cells never win; "
+                   "the gradient goes to the first maximal element of each window (row-major)"),
+    "avg_pool2d": ("avg_pool2d(x, pool_size, strides, padding='valid'): NHWC window mean over the cells "
+                   "inside the input (padding is not counted, as Keras/TF)"),
+}
+PRIMITIVES.update(NN_PRIMITIVES)
+
 # Ops the dispatching module ``unidl.ops`` exposes: primitives plus composites.
 COMPOSITES: tuple[str, ...] = (
     "square", "expand_dims", "squeeze", "softmax", "log_softmax", "logsumexp",

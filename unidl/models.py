@@ -14,8 +14,9 @@ from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import training
 from .backend import Backend
-from .layers.base import InputLayer, Layer, Shape, _as_shape, _snake_case
-from .ops import use_backend
+from .functional import Graph, SymbolicTensor, map_structure
+from .layers.base import InputLayer, Layer, Shape, _as_shape, _snake_case, is_symbolic
+from .ops import _current, use_backend
 from .registry import get_backend
 from .variables import Variable
 
@@ -27,19 +28,29 @@ class NotCompiledError(RuntimeError):
     """fit/evaluate called before compile()."""
 
 
-class Model:
-    """Base class of models: holds layers and implements compile / fit / evaluate / predict.
+class Model(Layer):
+    """A trainable graph of layers: compile / fit / evaluate / predict live here.
 
-    Subclass it and write ``call(inputs, training=False)`` from layers created in
-    ``__init__`` (like a Keras subclassed model), or use :class:`Sequential`.
+    Three ways to describe one, all running on every backend:
+
+    * functional: ``Model(inputs, outputs)`` with ``inputs = layers.Input(shape)`` and
+      ``outputs`` the result of calling layers on it (several inputs/outputs, shared layers);
+    * subclassing: create layers in ``__init__`` and write ``call(inputs, training=False)``;
+    * :class:`Sequential`, a plain stack.
+
+    A model is itself a layer, so it can be used inside another model (transfer
+    learning: freeze it with ``model.trainable = False``).
 
     Args:
+        inputs, outputs: symbolic tensors (functional API), or None when subclassing.
         name: shown by ``summary()``.
         seed: seeds every random choice unidl makes for this model (initial weights,
             shuffling, dropout masks): the same seed gives the same model on every backend.
     """
 
-    def __init__(self, name: str | None = None, seed: int | None = None):
+    def __init__(self, inputs=None, outputs=None, name: str | None = None, seed: int | None = None,
+                 trainable: bool = True):
+        super().__init__(name=name, trainable=trainable)
         self.name = name or _snake_case(type(self).__name__)
         self.seed = seed
         seeds = np.random.SeedSequence(seed).spawn(2)
@@ -47,22 +58,52 @@ class Model:
         self.shuffle_rng = np.random.default_rng(seeds[1])    # fit()'s batch order
         self.backend: Backend | None = None
         self.optimizer: optimizers_mod.Optimizer | None = None
-        self.loss: losses_mod.Loss | None = None
-        self.compiled_metrics: list = []
+        self.loss = None  # the compiled Loss (single-output models)
+        self._loss_spec = self._loss_weights = None  # compile's loss / loss_weights as given
+        self._losses: list | None = None  # (Loss, weight) per output, resolved when training starts
         self._train_function = None
         self._metric_ids: list = []
         self.jit_compile: bool | str = "auto"
-        self.input_shape: Shape | None = None
-        self.output_shape: Shape | None = None
-        self.built = False
         self.stop_training = False
         self.history = None
+        self._graph: Graph | None = None
+        if inputs is not None or outputs is not None:
+            if inputs is None or outputs is None:
+                raise ValueError("Model(inputs, outputs): give both, or neither when subclassing")
+            self._init_graph(inputs, outputs)
+
+    def _init_graph(self, inputs, outputs) -> None:
+        self._graph = Graph(inputs, outputs)
+        taken: set[str] = set()
+        for layer in self._graph.layers:
+            if layer.name in taken:
+                layer.rename(unique_name(layer.name, taken))
+            taken.add(layer.name)
+            layer.redraw_unseeded(self._init_rng)  # layers called outside a model get this model's seed
+        shapes = [t.shape for t in self._graph.inputs]
+        self.input_shape = shapes[0] if len(shapes) == 1 else shapes
+        out_shapes = [t.shape for t in self._graph.outputs]
+        self.output_shape = out_shapes[0] if len(out_shapes) == 1 else out_shapes
+        self.built = True
 
     # ------------------------------------------------------------ layers
     @property
     def layers(self) -> list[Layer]:
-        """Sub-layers in the order they were assigned (subclassed models)."""
-        return [v for v in self.__dict__.values() if isinstance(v, Layer)]
+        """Sub-layers: the graph's (functional), or those assigned as attributes (subclassed)."""
+        if self._graph is not None:
+            return self._graph.layers
+        found: dict[int, Layer] = {}
+        for value in self.__dict__.values():
+            for item in (value if isinstance(value, (list, tuple)) else [value]):
+                if isinstance(item, Layer) and item is not self:
+                    found.setdefault(id(item), item)
+        return list(found.values())
+
+    @property
+    def output_names(self) -> list[str]:
+        if self._graph is None:
+            return [self.name]
+        return [t.node.layer.name for t in self._graph.outputs]
 
     def get_layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -73,7 +114,7 @@ class Model:
 
     @property
     def weights(self) -> list[Variable]:
-        seen: dict[int, Variable] = {}
+        seen: dict[int, Variable] = {id(w): w for w in self._weights}
         for layer in self.layers:
             for w in layer.weights:
                 seen.setdefault(id(w), w)
@@ -81,13 +122,19 @@ class Model:
 
     @property
     def trainable_weights(self) -> list[Variable]:
-        ids = {id(w) for layer in self.layers for w in layer.trainable_weights}
+        if not self.trainable:
+            return []
+        ids = {id(w) for w in self._weights if w.trainable}
+        ids |= {id(w) for layer in self.layers for w in layer.trainable_weights}
         return [w for w in self.weights if id(w) in ids]
 
     @property
     def non_trainable_weights(self) -> list[Variable]:
         ids = {id(w) for w in self.trainable_weights}
         return [w for w in self.weights if id(w) not in ids]
+
+    def regularization_losses(self) -> list:
+        return [p for layer in [super(), *self.layers] for p in layer.regularization_losses()]
 
     def count_params(self) -> int:
         self._require_built("count_params")
@@ -112,6 +159,8 @@ class Model:
     # ------------------------------------------------------------- build
     def build(self, input_shape: Shape) -> None:
         """Create every weight for inputs of ``input_shape`` (batch axis included, may be None)."""
+        if self._graph is not None:
+            return
         input_shape = _as_shape(input_shape)
         # Subclassed models build their layers by running call once on a zero sample,
         # on the reference backend: the weights are still NumPy arrays at this point.
@@ -122,11 +171,20 @@ class Model:
             if not layer.built:
                 layer.name = unique_name(layer.name or _snake_case(type(layer).__name__), taken)
             taken.add(layer.name)
+
+        def zeros(shape):
+            return [zeros(s) for s in shape] if isinstance(shape, list) else backend.zeros((1, *shape[1:]))
+
         with use_backend(backend), backend.no_grad():
-            out = self.call(backend.zeros((1, *input_shape[1:])), training=False)
-            self.output_shape = (None, *backend.shape(out)[1:])
+            out = self.call(zeros(input_shape), training=False)
+            self.output_shape = map_structure(lambda o: (None, *backend.shape(o)[1:]), out)
         self.input_shape = input_shape
         self.built = True
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if not self.built:
+            self.build(input_shape)
+        return self.output_shape
 
     def ensure_built(self, input_shape: Shape) -> None:
         """Build for ``input_shape`` if needed, then bind new weights to the compiled backend."""
@@ -142,27 +200,35 @@ class Model:
                                "model.build((None, ...)) / fit() first")
 
     def call(self, inputs, training: bool = False):
+        if self._graph is not None:
+            return self._graph.run(inputs, training)
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs, training=False)")
 
-    def __call__(self, inputs, training: bool = False):
+    def __call__(self, inputs, training: bool = False, **kwargs):
+        """Run the model. Inside another model's computation (a backend is bound and the inputs are
+        tensors) it behaves as a layer; called from user code it uses its own compiled backend."""
+        if is_symbolic(inputs) or (current_backend_or_none() is not None and not _has_numpy(inputs)):
+            return super().__call__(inputs, training=training, **kwargs)
         if self.backend is None:
             raise NotCompiledError(f"model {self.name!r} is not bound to a backend; call "
                                    "model.compile(..., backend=...) first")
         with use_backend(self.backend):
-            if isinstance(inputs, np.ndarray):
-                inputs = self.backend.convert(inputs)
+            inputs = map_structure(lambda x: self.backend.convert(x) if isinstance(x, np.ndarray) else x, inputs)
             if not self.built:
-                self.ensure_built((None, *self.backend.shape(inputs)[1:]))
+                self.ensure_built(map_structure(lambda x: (None, *self.backend.shape(x)[1:]), inputs))
             return self.call(inputs, training=training)
 
     # ----------------------------------------------------------- compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend: str | Backend = "numpy",
-                dtype: str = "float32", device: str | None = None, jit_compile: bool | str = "auto") -> None:
+                dtype: str = "float32", device: str | None = None, jit_compile: bool | str = "auto",
+                loss_weights=None) -> None:
         """Choose optimizer, loss, metrics and the backend this model runs on.
 
         Args:
             optimizer: name ("adam") or ``unidl.optimizers.Optimizer`` instance.
-            loss: name ("mse", "binary_crossentropy"...), Loss instance or function.
+            loss: name ("mse", "binary_crossentropy"...), Loss instance or function; for a model
+                with several outputs, one for all, a list (one per output) or a dict by output name.
+            loss_weights: for several outputs, the factor of each output's loss (list or dict).
             metrics: list of names ("accuracy", "mae"...), Metric instances or functions.
             backend: registered backend name ("numpy", "torch", "tensorflow", or a plugin's).
             dtype: compute dtype, "float32" (default) or "float64".
@@ -174,10 +240,16 @@ class Model:
         """
         new_backend = get_backend(backend, dtype=dtype, device=device)
         self.optimizer = optimizers_mod.get(optimizer)
-        self.loss = None if loss is None else losses_mod.get(loss)
-        self._metric_ids = list(metrics or [])
-        if isinstance(metrics, (str, dict)):
+        # Validate names now; per-output losses are matched to outputs when training starts.
+        for item in (loss.values() if isinstance(loss, dict) else loss if isinstance(loss, (list, tuple))
+                     else [loss]):
+            if item is not None:
+                losses_mod.get(item)
+        self._loss_spec, self._loss_weights = loss, loss_weights
+        self.loss = None if loss is None or isinstance(loss, (list, tuple, dict)) else losses_mod.get(loss)
+        if isinstance(metrics, str):
             raise TypeError(f"metrics must be a list, e.g. metrics=[{metrics!r}]")
+        self._metric_ids = dict(metrics) if isinstance(metrics, dict) else list(metrics or [])
         self.jit_compile = jit_compile
         self.backend = new_backend
         self._train_function = None
@@ -215,6 +287,14 @@ class Model:
         training.print_summary(self, print_fn)
 
 
+def current_backend_or_none():
+    return _current.get()
+
+
+def _has_numpy(inputs) -> bool:
+    return any(isinstance(x, np.ndarray) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs]))
+
+
 def unique_name(base: str, taken: set[str]) -> str:
     """``base``, or ``base_1``, ``base_2``... whichever is not taken (Keras's numbering)."""
     if base not in taken:
@@ -246,17 +326,22 @@ class Sequential(Model):
 
     def add(self, layer: Layer) -> None:
         """Append a layer (built immediately when the model's input shape is known)."""
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.node.layer, InputLayer):
+            layer = layer.node.layer  # layers.Input(shape) as the first entry
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a unidl layer, got {layer!r} ({type(layer).__name__})")
         if any(layer is other for other in self._layers):
             raise ValueError(f"layer {layer.name!r} is already in model {self.name!r}")
-        layer.name = unique_name(layer.name or _snake_case(type(layer).__name__),
-                                 {other.name for other in self._layers})
-        if layer._declared_input_shape is not None:
+        layer.rename(unique_name(layer.name or _snake_case(type(layer).__name__),
+                                 {other.name for other in self._layers}))
+        declared = layer._declared_input_shape
+        if declared is None and isinstance(layer, Model) and layer.built and not self._layers:
+            declared = layer.input_shape  # a built model as the first layer brings its input shape
+        if declared is not None:
             if self._layers:
                 raise ValueError(f"layer {layer.name!r} declares input_shape but is not the first layer of "
                                  f"model {self.name!r}")
-            self.input_shape = layer._declared_input_shape
+            self.input_shape = declared
         self._layers.append(layer)
         if self.input_shape is not None:
             shape = self.output_shape if self.built else self.input_shape

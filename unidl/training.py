@@ -21,34 +21,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import losses as losses_mod
 from . import metrics as metrics_mod
+from . import ops
 from .callbacks import Callback, CallbackList, History
+from .data import (ArrayData, DataError, IterableData, as_numeric_array, is_iterable_data, pack_outputs,
+                   prepare_weights, prepare_x, prepare_y)
+from .functional import flatten
 from .ops import use_backend
 
-
-class DataError(ValueError):
-    """Training data that cannot be used as given."""
+__all__ = ["fit", "evaluate", "predict", "train_step", "test_step", "total_loss", "DataError",
+           "as_numeric_array"]
 
 
 # ------------------------------------------------------------------ helpers
-
-def as_numeric_array(data: Any, argument: str) -> np.ndarray:
-    """``data`` as a real-valued NumPy array, or a DataError saying why not."""
-    if hasattr(data, "numpy") and not isinstance(data, np.ndarray):
-        data = data.numpy()  # a framework tensor handed in by the user
-    try:
-        array = np.asarray(data)
-    except Exception as exc:  # ragged lists and the like
-        raise DataError(f"{argument} could not be turned into an array: {exc}") from exc
-    if array.dtype == object or array.dtype.kind in "USV":
-        raise DataError(f"{argument} must be numeric, got an array of dtype {array.dtype} "
-                        f"(e.g. {array.ravel()[:1].tolist()}); convert strings/objects to numbers first")
-    if array.dtype.kind == "c":
-        raise DataError(f"{argument} is complex ({array.dtype}); unidl trains on real numbers only")
-    if array.ndim == 0:
-        raise DataError(f"{argument} must have a batch axis, got a scalar")
-    return array
-
 
 def _check_batch_size(batch_size: Any) -> int:
     if batch_size is None:
@@ -56,57 +42,6 @@ def _check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got batch_size={batch_size!r}")
     return int(batch_size)
-
-
-def _prepare_x(model, x, argument: str = "x") -> np.ndarray:
-    x = as_numeric_array(x, argument)
-    if len(x) == 0:
-        raise DataError(f"{argument} is empty: there is nothing to train or evaluate on")
-    model.ensure_built((None, *x.shape[1:]))
-    expected = model.input_shape
-    if x.ndim != len(expected) or any(e is not None and e != a for e, a in zip(expected[1:], x.shape[1:])):
-        first = model.layers[0].name if model.layers else "input"
-        raise DataError(f"{argument} has samples of shape {x.shape[1:]}, but model {model.name!r} expects "
-                        f"{tuple(expected[1:])} (layer {first!r} was built for input shape {expected})")
-    return x.astype(model.backend.dtype, copy=False) if x.dtype.kind == "f" or x.dtype.kind in "iub" else x
-
-
-def _prepare_xy(model, x, y, sample_weight=None, class_weight=None):
-    if model.backend is None:
-        raise RuntimeError(f"model {model.name!r} must be compiled before training or evaluating: call "
-                           "model.compile(optimizer=..., loss=..., backend=...)")
-    if model.loss is None:
-        raise RuntimeError(f"model {model.name!r} was compiled without a loss; pass loss=... to compile()")
-    x = _prepare_x(model, x)
-    if y is None:
-        raise DataError("y is missing: fit and evaluate need targets")
-    y = as_numeric_array(y, "y")
-    if len(y) != len(x):
-        raise DataError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
-    y = model.loss.check_labels(y, model.output_shape)
-    if y.dtype.kind == "f" or y.dtype.kind == "b":
-        y = y.astype(model.backend.dtype)
-    weights = None
-    if sample_weight is not None:
-        weights = as_numeric_array(sample_weight, "sample_weight").astype(np.float64)
-        if weights.shape != (len(x),):
-            raise DataError(f"sample_weight must have shape ({len(x)},), got {weights.shape}")
-    if class_weight is not None:
-        labels = y.argmax(-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(len(y), -1)[:, 0].round()
-        per_sample = np.array([class_weight.get(int(c), 1.0) for c in labels])
-        weights = per_sample if weights is None else weights * per_sample
-    if weights is not None:
-        weights = weights.astype(model.backend.dtype)
-    return x, y, weights
-
-
-def _resolve_metrics(model) -> list:
-    return [metrics_mod.get(m, loss=model.loss, output_shape=model.output_shape) for m in model._metric_ids]
-
-
-def _batches(n: int, batch_size: int, order: np.ndarray | None):
-    for start in range(0, n, batch_size):
-        yield (slice(start, start + batch_size) if order is None else order[start:start + batch_size])
 
 
 def _verbosity(verbose) -> int:
@@ -117,11 +52,90 @@ def _verbosity(verbose) -> int:
     return verbose
 
 
+def _require_compiled(model, what: str) -> None:
+    if model.backend is None:
+        raise RuntimeError(f"model {model.name!r} must be compiled before {what}: call "
+                           "model.compile(optimizer=..., loss=..., backend=...)")
+
+
+def resolve_losses(model) -> list[tuple[Any, float]]:
+    """One (Loss, weight) per model output, from compile's ``loss`` and ``loss_weights``."""
+    spec, weights = model._loss_spec, model._loss_weights
+    if spec is None:
+        raise RuntimeError(f"model {model.name!r} was compiled without a loss; pass loss=... to compile()")
+    names = model.output_names
+    n = len(names)
+
+    def per_output(value, what):
+        if isinstance(value, dict):
+            unknown = set(value) - set(names)
+            if unknown:
+                raise ValueError(f"{what} names unknown outputs {sorted(unknown)}; outputs: {names}")
+            return [value.get(name) for name in names]
+        if isinstance(value, (list, tuple)):
+            if len(value) != n:
+                raise ValueError(f"{what} has {len(value)} entries for a model with {n} outputs {names}")
+            return list(value)
+        return [value] * n
+
+    losses = per_output(spec, "loss")
+    factors = per_output(weights, "loss_weights") if weights is not None else [1.0] * n
+    return [(losses_mod.get(loss), 1.0 if w is None else float(w))
+            for loss, w in zip(losses, factors) if loss is not None]
+
+
+def _resolve_metrics(model, losses) -> list[tuple[int, Any]]:
+    """(output index, Metric) pairs; names get the output's name when there are several outputs."""
+    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    names = model.output_names
+    resolved = []
+    ids = model._metric_ids
+    if isinstance(ids, dict):
+        unknown = set(ids) - set(names)
+        if unknown:
+            raise ValueError(f"metrics names unknown outputs {sorted(unknown)}; outputs: {names}")
+    for i, (shape, (loss, _)) in enumerate(zip(shapes, losses)):
+        wanted = ids.get(names[i], []) if isinstance(ids, dict) else ids
+        for m in ([wanted] if isinstance(wanted, str) else wanted):
+            metric = metrics_mod.get(m, loss=loss, output_shape=shape)
+            if len(shapes) > 1:
+                metric = metrics_mod.Metric(metric.fn, f"{names[i]}_{metric.name}")
+            resolved.append((i, metric))
+    return resolved
+
+
+def _array_data(model, x, y, sample_weight=None, class_weight=None) -> ArrayData:
+    xs = prepare_x(model, x)  # builds the model from the data when needed
+    model._losses = resolve_losses(model)
+    ys = prepare_y(model, y, len(xs[0]), model._losses)
+    weights = prepare_weights(model, len(xs[0]), ys, sample_weight, class_weight)
+    return ArrayData(xs, ys, weights, None if len(xs) == 1 else True, None if len(ys) == 1 else True)
+
+
+def _data(model, x, y, sample_weight, class_weight, steps):
+    """ArrayData or IterableData for fit/evaluate."""
+    if is_iterable_data(x):
+        if y is not None:
+            raise DataError("when x is a generator or iterable of batches, y must be None "
+                            "(each batch is (x, y) or (x, y, sample_weight))")
+        return IterableData(model, x, steps, resolve_losses)
+    return _array_data(model, x, y, sample_weight, class_weight)
+
+
+def _to_backend(backend, batch):
+    """NumPy batch structure -> backend tensors (None stays None)."""
+    if batch is None:
+        return None
+    if isinstance(batch, list):
+        return [backend.convert(a) for a in batch]
+    return backend.convert(batch)
+
+
 class ProgressBar:
     """Keras-style progress: a live bar on a terminal (verbose=1), one line per epoch otherwise."""
 
-    def __init__(self, steps: int, verbose: int, stream=None):
-        self.steps, self.verbose = steps, verbose
+    def __init__(self, steps: int | None, verbose: int, stream=None):
+        self.steps, self.verbose, self.done = steps, verbose, 0
         self.stream = stream or sys.stdout
         self.live = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
         self.start = time.perf_counter()
@@ -132,23 +146,28 @@ class ProgressBar:
         return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
     def update(self, step: int, logs: dict[str, float]) -> None:
+        self.done = step
         now = time.perf_counter()
-        if not self.live or (now - self._last_draw < 0.05 and step < self.steps):
+        if not self.live or (now - self._last_draw < 0.05 and step != self.steps):
             return
         self._last_draw = now
-        width = 30
-        done = int(width * step / self.steps)
-        bar = "=" * max(done - 1, 0) + (">" if done < width else "=") + "." * (width - done)
-        self.stream.write(f"\r{step}/{self.steps} [{bar}] - {self.format_logs(logs)}")
+        if self.steps:
+            width = 30
+            filled = int(width * step / self.steps)
+            bar = "=" * max(filled - 1, 0) + (">" if filled < width else "=") + "." * (width - filled)
+            self.stream.write(f"\r{step}/{self.steps} [{bar}] - {self.format_logs(logs)}")
+        else:  # an iterable of unknown length
+            self.stream.write(f"\r{step} steps - {self.format_logs(logs)}")
         self.stream.flush()
 
     def finish(self, logs: dict[str, float]) -> None:
         if not self.verbose:
             return
         elapsed = time.perf_counter() - self.start
-        per_step = elapsed / max(self.steps, 1)
+        steps = self.steps or self.done
+        per_step = elapsed / max(steps, 1)
         unit = f"{per_step * 1e3:.0f}ms/step" if per_step >= 1e-3 else f"{per_step * 1e6:.0f}us/step"
-        prefix = f"\r{self.steps}/{self.steps} [{'=' * 30}] - " if self.live else f"{self.steps}/{self.steps} - "
+        prefix = f"\r{steps}/{steps} [{'=' * 30}] - " if self.live else f"{steps}/{steps} - "
         self.stream.write(f"{prefix}{elapsed:.2f}s {unit} - {self.format_logs(logs)}\n")
         self.stream.flush()
 
@@ -200,12 +219,19 @@ def _may_compile(model) -> bool:
 
 
 def total_loss(model, y, y_pred, sample_weight=None):
-    """The compiled loss plus every layer's regularization penalty."""
-    from . import ops
-    loss = model.loss(y, y_pred, sample_weight)
-    for layer in model.layers:
-        for penalty in layer.regularization_losses():
-            loss = ops.add(loss, penalty)
+    """The compiled loss (weighted sum over outputs) plus every regularization penalty."""
+    losses = model._losses
+    if len(losses) == 1:
+        loss = losses[0][0](y, y_pred, sample_weight)
+        if losses[0][1] != 1.0:
+            loss = ops.multiply(loss, losses[0][1])
+    else:
+        loss = None
+        for (fn, weight), target, pred in zip(losses, y, y_pred):
+            term = ops.multiply(fn(target, pred, sample_weight), weight)
+            loss = term if loss is None else ops.add(loss, term)
+    for penalty in model.regularization_losses():
+        loss = ops.add(loss, penalty)
     return loss
 
 
@@ -216,47 +242,59 @@ def test_step(self, x, y, sample_weight=None):
         return total_loss(self, y, y_pred, sample_weight), y_pred
 
 
+def _update_metrics(metrics, y, y_pred, weights) -> None:
+    several = isinstance(y, list)
+    for i, m in metrics:
+        m.update(y[i] if several else y, y_pred[i] if several else y_pred, weights)
+
+
 # ---------------------------------------------------------------- the loops
 
 def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose="auto",
         callbacks: Sequence[Callback] | None = None, validation_split: float = 0.0,
         validation_data=None, shuffle: bool = True, class_weight: dict | None = None,
-        sample_weight=None, initial_epoch: int = 0) -> History:
-    """Train for ``epochs`` passes over (x, y); returns a History.
+        sample_weight=None, initial_epoch: int = 0, steps_per_epoch: int | None = None,
+        validation_steps: int | None = None) -> History:
+    """Train for ``epochs`` passes over the data; returns a History.
 
     Args:
-        x, y: NumPy arrays (or anything ``np.asarray`` accepts) with the same number of samples.
-        batch_size: samples per step (default 32). epochs: passes over the data.
+        x, y: NumPy arrays (or lists/dicts of arrays for several inputs/outputs) with
+            the same number of samples; or ``x`` a generator/iterable yielding
+            ``(x, y)`` / ``(x, y, sample_weight)`` batches and ``y`` None.
+        batch_size: samples per step for array data (default 32). epochs: passes over the data.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch ("auto" = 1).
         validation_split: fraction of the *last* samples held out for validation (before shuffling).
-        validation_data: (x_val, y_val) or (x_val, y_val, sample_weight_val).
-        shuffle: reshuffle each epoch with the model's seeded generator.
+        validation_data: (x_val, y_val), (x_val, y_val, sample_weight_val) or an iterable of batches.
+        shuffle: reshuffle array data each epoch with the model's seeded generator.
         class_weight: {class id: weight}; sample_weight: one weight per sample.
+        steps_per_epoch: batches per epoch drawn from an iterable (default: until it ends).
     """
     batch_size = _check_batch_size(batch_size)
     verbose = _verbosity(verbose)
     if not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got epochs={epochs!r}")
-    x, y, weights = _prepare_xy(self, x, y, sample_weight, class_weight)
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    _require_compiled(self, "training")
+    data = _data(self, x, y, sample_weight, class_weight, steps_per_epoch)
+    self._losses = resolve_losses(self) if self.built else None
     if validation_split and validation_data is None:
-        cut = int(len(x) * (1.0 - validation_split))
-        if cut == 0 or cut == len(x):
-            raise DataError(f"validation_split={validation_split} leaves no training or no validation "
-                            f"samples out of {len(x)}")
-        validation_data = (x[cut:], y[cut:]) + ((weights[cut:],) if weights is not None else ())
-        x, y, weights = x[:cut], y[:cut], (None if weights is None else weights[:cut])
+        if not isinstance(data, ArrayData):
+            raise DataError("validation_split needs array data; pass validation_data for iterables")
+        data, validation = data.split(validation_split)
+    else:
+        validation = None if validation_data is None else _validation(self, validation_data, validation_steps)
 
-    metrics = _resolve_metrics(self)
+    metrics = _resolve_metrics(self, self._losses)
     backend = self.backend
-    steps = math.ceil(len(x) / batch_size)
+    steps = data.steps(batch_size)
     history = History()
     cbs = CallbackList([history, *(callbacks or [])], self,
                        {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
     self.stop_training = False
     self.history = history
     loss_metric = metrics_mod.Metric(lambda *_: None, "loss")
+    logs: dict[str, float] = {}
     with use_backend(backend):
         self.optimizer.ensure_slots(self.trainable_weights)
         cbs.on_train_begin()
@@ -265,21 +303,20 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
                 print(f"Epoch {epoch + 1}/{epochs}")
             cbs.on_epoch_begin(epoch)
             bar = ProgressBar(steps, verbose)
-            for m in (loss_metric, *metrics):
+            for m in (loss_metric, *(m for _, m in metrics)):
                 m.reset()
-            order = self.shuffle_rng.permutation(len(x)) if shuffle else None
-            logs: dict[str, float] = {}
-            for step, idx in enumerate(_batches(len(x), batch_size, order)):
+            logs = {}
+            rng = self.shuffle_rng if shuffle else None
+            for step, (xb, yb, wb) in enumerate(data.batches(batch_size, rng)):
                 cbs.on_train_batch_begin(step)
-                x_np = x[idx]
-                xb, yb = backend.convert(x_np), backend.convert(y[idx])
-                wb = None if weights is None else backend.convert(weights[idx])
-                loss, y_pred = self.train_step(xb, yb, wb)
+                n = len(flatten(xb)[0])
+                yt = _to_backend(backend, yb)
+                wt = None if wb is None else backend.convert(wb)
+                loss, y_pred = self.train_step(_to_backend(backend, xb), yt, wt)
                 batch_loss = float(backend.to_numpy(loss))
-                loss_metric.update_value(batch_loss, len(x_np))
-                for m in metrics:
-                    m.update(yb, y_pred, wb)
-                logs = {"loss": loss_metric.result(), **{m.name: m.result() for m in metrics}}
+                loss_metric.update_value(batch_loss, n)
+                _update_metrics(metrics, yt, y_pred, wt)
+                logs = {"loss": loss_metric.result(), **{m.name: m.result() for _, m in metrics}}
                 cbs.on_train_batch_end(step, logs={**logs, "loss": batch_loss})
                 bar.update(step + 1, logs)
                 if not math.isfinite(batch_loss):
@@ -287,15 +324,25 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
                     break
                 if self.stop_training:
                     break
-            if validation_data is not None and not self.stop_training:
-                val = _evaluate_arrays(self, *_split_validation(self, validation_data), batch_size)
+            if not logs:
+                _warn_no_batches(self, data, epoch)
+                break
+            if validation is not None and not self.stop_training:
+                val = _evaluate_data(self, validation, batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             bar.finish(logs)
             cbs.on_epoch_end(epoch, logs=logs)
             if self.stop_training:
                 break
-        cbs.on_train_end(logs=logs if epochs > initial_epoch else {})
+        cbs.on_train_end(logs=logs)
     return history
+
+
+def _warn_no_batches(model, data, epoch: int) -> None:
+    model.stop_training = True
+    warnings.warn(f"training stopped at epoch {epoch + 1}: the data iterable yielded no batch (a generator "
+                  "runs out after one pass; pass steps_per_epoch, or an iterable that can restart)",
+                  RuntimeWarning, stacklevel=3)
 
 
 def _stop_on_invalid_loss(model, epoch: int, step: int, loss: float) -> None:
@@ -306,43 +353,46 @@ def _stop_on_invalid_loss(model, epoch: int, step: int, loss: float) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _split_validation(model, validation_data):
+def _validation(model, validation_data, steps: int | None):
+    if is_iterable_data(validation_data):
+        return IterableData(model, validation_data, steps, resolve_losses)
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-        raise DataError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight)")
+        raise DataError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), "
+                        "or an iterable of such batches")
     x_val, y_val, *rest = validation_data
-    return _prepare_xy(model, x_val, y_val, rest[0] if rest else None)
+    return _array_data(model, x_val, y_val, rest[0] if rest else None)
 
 
-def _evaluate_arrays(model, x, y, weights, batch_size: int, bar: ProgressBar | None = None) -> dict[str, float]:
+def _evaluate_data(model, data, batch_size: int, bar: ProgressBar | None = None) -> dict[str, float]:
     backend = model.backend
-    metrics = _resolve_metrics(model)
+    metrics = _resolve_metrics(model, model._losses)
     loss_metric = metrics_mod.Metric(lambda *_: None, "loss")
     with use_backend(backend):
-        for step, idx in enumerate(_batches(len(x), batch_size, None)):
-            x_np = x[idx]
-            xb, yb = backend.convert(x_np), backend.convert(y[idx])
-            wb = None if weights is None else backend.convert(weights[idx])
-            loss, y_pred = model.test_step(xb, yb, wb)
-            loss_metric.update_value(float(backend.to_numpy(loss)), len(x_np))
-            for m in metrics:
-                m.update(yb, y_pred, wb)
+        for step, (xb, yb, wb) in enumerate(data.batches(batch_size)):
+            yt = _to_backend(backend, yb)
+            wt = None if wb is None else backend.convert(wb)
+            loss, y_pred = model.test_step(_to_backend(backend, xb), yt, wt)
+            loss_metric.update_value(float(backend.to_numpy(loss)), len(flatten(xb)[0]))
+            _update_metrics(metrics, yt, y_pred, wt)
             if bar is not None:
                 bar.update(step + 1, {"loss": loss_metric.result()})
-    return {"loss": loss_metric.result(), **{m.name: m.result() for m in metrics}}
+    return {"loss": loss_metric.result(), **{m.name: m.result() for _, m in metrics}}
 
 
 def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto",
-             sample_weight=None, return_dict: bool = False):
-    """Loss (then each metric, in compile order) over (x, y) in inference mode.
+             sample_weight=None, return_dict: bool = False, steps: int | None = None):
+    """Loss (then each metric, in compile order) over the data in inference mode.
 
     Returns a float when there are no metrics, else a list ``[loss, *metrics]``
-    (or a dict with ``return_dict=True``).
+    (or a dict with ``return_dict=True``). ``x`` may be an iterable of batches, as in fit.
     """
     batch_size = _check_batch_size(batch_size)
     verbose = _verbosity(verbose)
-    x, y, weights = _prepare_xy(self, x, y, sample_weight)
-    bar = ProgressBar(math.ceil(len(x) / batch_size), verbose)
-    results = _evaluate_arrays(self, x, y, weights, batch_size, bar)
+    _require_compiled(self, "evaluate()")
+    data = _data(self, x, y, sample_weight, None, steps)
+    self._losses = resolve_losses(self) if self.built else None
+    bar = ProgressBar(data.steps(batch_size), verbose)
+    results = _evaluate_data(self, data, batch_size, bar)
     bar.finish(results)
     if return_dict:
         return results
@@ -350,22 +400,27 @@ def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto"
     return values[0] if len(values) == 1 else values
 
 
-def predict(self, x, batch_size: int | None = None, verbose=0) -> np.ndarray:
-    """Model outputs for x, computed in batches in inference mode, as a NumPy array."""
-    if self.backend is None:
-        raise RuntimeError(f"model {self.name!r} must be compiled (to choose a backend) before predict(): "
-                           "call model.compile(backend=...)")
+def predict(self, x, batch_size: int | None = None, verbose=0, steps: int | None = None):
+    """Model outputs for x, computed in batches in inference mode, as NumPy (a list for several outputs)."""
+    _require_compiled(self, "predict() (compile chooses the backend)")
     batch_size = _check_batch_size(batch_size)
-    x = _prepare_x(self, x)
     backend = self.backend
-    bar = ProgressBar(math.ceil(len(x) / batch_size), _verbosity(verbose))
-    outputs = []
+    if is_iterable_data(x):
+        data = IterableData(self, x, steps, None)
+    else:
+        xs = prepare_x(self, x)
+        data = ArrayData(xs, None, None, None if len(xs) == 1 else True)
+    bar = ProgressBar(data.steps(batch_size), _verbosity(verbose))
+    outputs: list[list[np.ndarray]] = []
     with use_backend(backend), backend.no_grad():
-        for step, idx in enumerate(_batches(len(x), batch_size, None)):
-            outputs.append(backend.to_numpy(self.call(backend.convert(x[idx]), training=False)))
+        for step, (xb, _, _) in enumerate(data.batches(batch_size)):
+            out = self.call(_to_backend(backend, xb), training=False)
+            outputs.append([backend.to_numpy(o) for o in flatten(out)])
             bar.update(step + 1, {})
     bar.finish({})
-    return np.concatenate(outputs, axis=0)
+    if not outputs:
+        raise DataError("predict() got no batches from x")
+    return pack_outputs(self, [np.concatenate(column, axis=0) for column in zip(*outputs)])
 
 
 # ------------------------------------------------------------------ summary

@@ -15,7 +15,8 @@ import numpy as np
 
 
 class Variable:
-    __slots__ = ("name", "trainable", "value", "backend", "regularizer", "__weakref__")
+    __slots__ = ("name", "trainable", "value", "backend", "regularizer", "initializer", "seeded",
+                 "__weakref__")
 
     def __init__(self, initial: np.ndarray, name: str, trainable: bool = True, regularizer=None):
         self.name = name
@@ -23,6 +24,8 @@ class Variable:
         self.regularizer = regularizer
         self.value: Any = np.asarray(initial)  # a NumPy array until bound, then the backend handle
         self.backend = None
+        self.initializer = None  # how the initial value was drawn (a model may redraw it from its seed)
+        self.seeded = True       # False: drawn without a model's seeded generator
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -64,7 +67,9 @@ class Variable:
 
     def __deepcopy__(self, memo) -> "Variable":
         # A copy is always unbound: it carries the value, never the backend tensor.
-        return Variable(self.numpy(), self.name, self.trainable, copy.deepcopy(self.regularizer, memo))
+        twin = Variable(self.numpy(), self.name, self.trainable, copy.deepcopy(self.regularizer, memo))
+        twin.initializer, twin.seeded = self.initializer, self.seeded
+        return twin
 
     def __repr__(self) -> str:
         where = self.backend.name if self.backend else "unbound"

@@ -338,7 +338,13 @@ class TensorFlowBackend(Backend):
         return self.tf.expand_dims(x, axis)
 
     def squeeze(self, x: Tensor, axis) -> Tensor:
-        return self.tf.squeeze(x, axis)
+        shape = self.shape(x)
+        axes = [a % len(shape) for a in (range(len(shape)) if axis is None else
+                                          (axis,) if isinstance(axis, int) else axis)]
+        for a in axes:
+            if shape[a] not in (1, None):  # the same ValueError as every backend
+                raise ValueError(f"squeeze: axis {a} of shape {shape} is not 1")
+        return self.tf.squeeze(x, axes)
 
     def reshape(self, x: Tensor, shape) -> Tensor:
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)

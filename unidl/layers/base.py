@@ -30,12 +30,26 @@ class LayerShapeError(ValueError):
     """An input does not have the shape a layer was built for."""
 
 
-def _as_shape(shape) -> tuple:
+def _as_shape(shape):
+    """A shape as a tuple of int/None; a list of shapes (multi-input layers) as a list of those."""
+    if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
+        return [_as_shape(s) for s in shape]
     return tuple(None if d is None else int(d) for d in shape)
 
 
-def _shapes_compatible(expected: Shape, actual: Shape) -> bool:
-    return len(expected) == len(actual) and all(e is None or a is None or e == a for e, a in zip(expected, actual))
+def _shapes_compatible(expected, actual) -> bool:
+    if isinstance(expected, list) or isinstance(actual, list):
+        return (isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual)
+                and all(_shapes_compatible(e, a) for e, a in zip(expected, actual)))
+    return len(expected) == len(actual) and all(
+        e is None or a is None or e == a for e, a in zip(expected[1:], actual[1:]))
+
+
+def _batchless_shape(inputs):
+    """(None, *sample shape) of a tensor, or a list of those for a list of tensors."""
+    if isinstance(inputs, (list, tuple)):
+        return [_batchless_shape(x) for x in inputs]
+    return (None, *ops.shape(inputs)[1:])
 
 
 class Layer:
@@ -66,10 +80,15 @@ class Layer:
     def add_weight(self, name: str, shape: Sequence[int], initializer="glorot_uniform",
                    regularizer=None, trainable: bool = True) -> Variable:
         """Create a weight drawn from the model's seeded generator."""
+        init = initializers.get(initializer)
+        shape = tuple(int(d) for d in shape)
+        # Without a model's generator (a layer called outside any model), draw provisionally:
+        # the model that later adopts the layer redraws these from its own seed.
         rng = self._rng if self._rng is not None else np.random.default_rng()
-        value = initializers.get(initializer)(tuple(int(d) for d in shape), rng)
-        variable = Variable(np.asarray(value, dtype=np.float64), f"{self.name}/{name}",
+        variable = Variable(np.asarray(init(shape, rng), dtype=np.float64), f"{self.name}/{name}",
                             trainable=trainable, regularizer=regularizers.get(regularizer))
+        variable.initializer = init
+        variable.seeded = self._rng is not None
         self._weights.append(variable)
         return variable
 
@@ -138,18 +157,36 @@ class Layer:
                 f"{self.input_shape}, got {input_shape}")
         return self.output_shape
 
-    def __call__(self, inputs, training: bool = False):
-        shape = ops.shape(inputs)
+    def rename(self, name: str) -> None:
+        """Change the layer's name and the ``layer/weight`` names of its weights with it."""
+        old, self.name = self.name, name
+        for w in self._weights:
+            if old and w.name.startswith(old + "/"):
+                w.name = name + w.name[len(old):]
+
+    def redraw_unseeded(self, rng: np.random.Generator) -> None:
+        """Redraw weights created without a model's generator from ``rng`` (same seed, same weights)."""
+        self._rng = rng
+        for w in self._weights:
+            if not w.seeded and w.initializer is not None:
+                w.assign(np.asarray(w.initializer(w.shape, rng), dtype=np.float64))
+                w.seeded = True
+
+    def __call__(self, inputs, training: bool = False, **kwargs):
+        """Run the layer on tensors, or, on symbolic inputs (``layers.Input``), add it to a graph."""
+        if is_symbolic(inputs):
+            from ..functional import call_symbolic
+            return call_symbolic(self, inputs, kwargs)
+        shape = _batchless_shape(inputs)
         if not self.built:
-            self.build_for((None, *shape[1:]))
-        elif len(shape) != len(self.input_shape) or any(
-                e is not None and e != a for e, a in zip(self.input_shape[1:], shape[1:])):
+            self.build_for(shape)
+        elif not _shapes_compatible(self.input_shape, shape):
             raise LayerShapeError(
                 f"layer {self.name!r} ({type(self).__name__}) expected input shape "
-                f"{self.input_shape}, got {(None, *shape[1:])}")
+                f"{self.input_shape}, got {shape}")
         if _accepts_training(type(self)):
-            return self.call(inputs, training=training)
-        return self.call(inputs)
+            kwargs["training"] = training
+        return self.call(inputs, **kwargs)
 
     # ------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
@@ -191,19 +228,34 @@ def _snake_case(name: str) -> str:
     return "".join(out)
 
 
+def is_symbolic(inputs) -> bool:
+    """True for a SymbolicTensor (from ``layers.Input``) or a list/tuple holding one."""
+    from ..functional import SymbolicTensor
+    if isinstance(inputs, (list, tuple)):
+        return any(isinstance(x, SymbolicTensor) for x in inputs)
+    return isinstance(inputs, SymbolicTensor)
+
+
 def infer_output_shape(layer: Layer, input_shape: Shape) -> Shape:
     """Run ``layer.call`` on one zero sample to find its output shape (for custom layers)."""
-    if any(d is None for d in input_shape[1:]):
+    flat = [d for shp in (input_shape if isinstance(input_shape, list) else [input_shape]) for d in shp[1:]]
+    if any(d is None for d in flat):
         raise ValueError(f"layer {layer.name!r}: cannot infer the output shape for input shape {input_shape} "
                          "with unknown dimensions; implement compute_output_shape")
     backend = next((w.backend for w in layer.weights if w.backend is not None), None)
     from ..registry import get_backend
     backend = backend or get_backend("numpy", dtype="float64")
+    def zeros(shape):
+        return [zeros(s) for s in shape] if isinstance(shape, list) else backend.zeros((1, *shape[1:]))
+
+    def batchless(out):
+        return [batchless(o) for o in out] if isinstance(out, (list, tuple)) else (None, *backend.shape(out)[1:])
+
     with ops.use_backend(backend):
         with backend.no_grad():
-            out = layer.call(backend.zeros((1, *input_shape[1:])), **(
+            out = layer.call(zeros(input_shape), **(
                 {"training": False} if _accepts_training(type(layer)) else {}))
-        return (None, *backend.shape(out)[1:])
+        return batchless(out)
 
 
 class InputLayer(Layer):
@@ -227,8 +279,14 @@ class InputLayer(Layer):
         return {"name": self.name, "shape": list(self.shape)}
 
 
-def Input(shape: Sequence[int], name: str | None = None) -> InputLayer:
-    """The input of a model: ``Input((4,))`` declares samples of 4 features."""
+def Input(shape: Sequence[int], name: str | None = None, dtype: str | None = None):
+    """The input of a model: ``Input((4,))`` declares samples of 4 features (no batch axis).
+
+    Returns a symbolic tensor: call layers on it and pass the result to
+    ``unidl.Model(inputs, outputs)``, or put it first in a ``Sequential``.
+    """
+    from ..functional import SymbolicTensor
     if isinstance(shape, int):
         shape = (shape,)
-    return InputLayer(shape, name=name)
+    layer = InputLayer(shape, name=name)
+    return SymbolicTensor((None, *layer.shape), layer, index=0, dtype=dtype)

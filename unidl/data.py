@@ -1,0 +1,223 @@
+"""Turning what users pass to fit/evaluate/predict into checked NumPy batches.
+
+Two kinds of data:
+
+* arrays: ``x`` and ``y`` are arrays (or lists/dicts of arrays for models with
+  several inputs/outputs); batches are slices in an order drawn from the
+  model's seeded generator;
+* iterables: a Python generator, iterator or sequence object yielding
+  ``(x, y)`` or ``(x, y, sample_weight)`` batches; ``steps_per_epoch`` batches
+  are drawn per epoch (all of them when it is None).
+
+Every batch leaves here as NumPy in the model's dtype, with labels checked
+against the loss, so the loop itself only converts and runs.
+"""
+from __future__ import annotations
+
+import collections.abc
+from typing import Any, Iterator
+
+import numpy as np
+
+from .functional import flatten, pack_like
+
+
+class DataError(ValueError):
+    """Training data that cannot be used as given."""
+
+
+def as_numeric_array(data: Any, argument: str) -> np.ndarray:
+    """``data`` as a real-valued NumPy array, or a DataError saying why not."""
+    if hasattr(data, "numpy") and not isinstance(data, np.ndarray):
+        data = data.numpy()  # a framework tensor handed in by the user
+    try:
+        array = np.asarray(data)
+    except Exception as exc:  # ragged lists and the like
+        raise DataError(f"{argument} could not be turned into an array: {exc}") from exc
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise DataError(f"{argument} must be numeric, got an array of dtype {array.dtype} "
+                        f"(e.g. {array.ravel()[:1].tolist()}); convert strings/objects to numbers first")
+    if array.dtype.kind == "c":
+        raise DataError(f"{argument} is complex ({array.dtype}); unidl trains on real numbers only")
+    if array.ndim == 0:
+        raise DataError(f"{argument} must have a batch axis, got a scalar")
+    return array
+
+
+def is_iterable_data(x) -> bool:
+    """A generator/iterator/sequence of batches, as opposed to arrays."""
+    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)) or hasattr(x, "__array__"):
+        return False
+    return isinstance(x, collections.abc.Iterator) or hasattr(x, "__iter__") or hasattr(x, "__getitem__")
+
+
+def _structured(data, count: int | None, argument: str) -> list[np.ndarray] | None:
+    """The arrays of ``data`` in flat order: one array, or one per model input/output."""
+    if data is None:
+        return None
+    several = count is not None and count > 1
+    if several or (count is None and isinstance(data, (list, tuple, dict))
+                   and all(isinstance(a, np.ndarray) for a in flatten(data))):
+        arrays = flatten(data)
+        if count is not None and len(arrays) != count:
+            raise DataError(f"{argument} must hold {count} arrays (one per model "
+                            f"{'input' if argument == 'x' else 'output'}), got {len(arrays)}")
+        return [as_numeric_array(a, f"{argument}[{i}]") for i, a in enumerate(arrays)]
+    return [as_numeric_array(data, argument)]
+
+
+def _count(shape) -> int | None:
+    if shape is None:
+        return None
+    return len(shape) if isinstance(shape, list) else 1
+
+
+def _shape_list(shape) -> list:
+    return shape if isinstance(shape, list) else [shape]
+
+
+def prepare_x(model, x, argument: str = "x") -> list[np.ndarray]:
+    """Checked input arrays (flat list), building the model from them if needed."""
+    arrays = _structured(x, _count(model.input_shape), argument)
+    n = len(arrays[0])
+    if n == 0:
+        raise DataError(f"{argument} is empty: there is nothing to train or evaluate on")
+    if any(len(a) != n for a in arrays):
+        raise DataError(f"all arrays in {argument} need the same number of samples, got "
+                        f"{[len(a) for a in arrays]}")
+    shapes = [(None, *a.shape[1:]) for a in arrays]
+    model.ensure_built(shapes[0] if len(shapes) == 1 else shapes)
+    for a, expected, i in zip(arrays, _shape_list(model.input_shape), range(len(arrays))):
+        if a.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected[1:], a.shape[1:])):
+            first = model.layers[0].name if model.layers else "input"
+            which = argument if len(arrays) == 1 else f"{argument}[{i}]"
+            raise DataError(f"{which} has samples of shape {a.shape[1:]}, but model {model.name!r} expects "
+                            f"{tuple(expected[1:])} (layer {first!r} was built for input shape {expected})")
+    # Inputs become the compute dtype, integers included (layers taking ids, like Embedding,
+    # cast back; float32 holds every id below 2**24 exactly).
+    return [a.astype(model.backend.dtype, copy=False) for a in arrays]
+
+
+def prepare_y(model, y, n: int, losses: list) -> list[np.ndarray]:
+    """Checked label arrays (flat list, one per output), each fixed up by its loss."""
+    if y is None:
+        raise DataError("y is missing: fit and evaluate need targets")
+    outputs = _shape_list(model.output_shape)
+    arrays = _structured(y, len(outputs), "y")
+    checked = []
+    for a, (loss, _), shape in zip(arrays, losses, outputs):
+        if len(a) != n:
+            raise DataError(f"x and y must have the same number of samples, got {n} and {len(a)}")
+        a = loss.check_labels(a, shape)
+        checked.append(a.astype(model.backend.dtype) if a.dtype.kind in "fb" else a)
+    return checked
+
+
+def prepare_weights(model, n: int, y: list[np.ndarray], sample_weight=None, class_weight=None):
+    weights = None
+    if sample_weight is not None:
+        weights = as_numeric_array(sample_weight, "sample_weight").astype(np.float64)
+        if weights.shape != (n,):
+            raise DataError(f"sample_weight must have shape ({n},), got {weights.shape}")
+    if class_weight is not None:
+        labels = y[0]
+        labels = labels.argmax(-1) if labels.ndim > 1 and labels.shape[-1] > 1 else \
+            labels.reshape(len(labels), -1)[:, 0].round()
+        per_sample = np.array([class_weight.get(int(c), 1.0) for c in labels])
+        weights = per_sample if weights is None else weights * per_sample
+    return None if weights is None else weights.astype(model.backend.dtype)
+
+
+class ArrayData:
+    """Arrays held in memory; batches are slices, shuffled by the model's generator."""
+
+    def __init__(self, x: list[np.ndarray], y: list[np.ndarray] | None, weights: np.ndarray | None,
+                 x_structure=None, y_structure=None):
+        self.x, self.y, self.weights = x, y, weights
+        self.x_structure, self.y_structure = x_structure, y_structure
+
+    def __len__(self) -> int:
+        return len(self.x[0])
+
+    def steps(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def split(self, fraction: float) -> tuple["ArrayData", "ArrayData"]:
+        """The first (1 - fraction) of the samples and the rest (Keras takes the last ones, unshuffled)."""
+        cut = int(len(self) * (1.0 - fraction))
+        if cut == 0 or cut == len(self):
+            raise DataError(f"validation_split={fraction} leaves no training or no validation samples "
+                            f"out of {len(self)}")
+        part = lambda arrays, s: None if arrays is None else [a[s] for a in arrays]  # noqa: E731
+        w = self.weights
+        return (ArrayData(part(self.x, slice(None, cut)), part(self.y, slice(None, cut)),
+                          None if w is None else w[:cut], self.x_structure, self.y_structure),
+                ArrayData(part(self.x, slice(cut, None)), part(self.y, slice(cut, None)),
+                          None if w is None else w[cut:], self.x_structure, self.y_structure))
+
+    def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[tuple]:
+        """(x, y, weights) NumPy batches; x/y keep their structure (one array or a list)."""
+        order = rng.permutation(len(self)) if rng is not None else None
+        for start in range(0, len(self), batch_size):
+            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+            yield (self._pack(self.x, self.x_structure, idx),
+                   None if self.y is None else self._pack(self.y, self.y_structure, idx),
+                   None if self.weights is None else self.weights[idx])
+
+    @staticmethod
+    def _pack(arrays: list[np.ndarray], structure, idx):
+        if len(arrays) == 1 and structure is None:
+            return arrays[0][idx]
+        return [a[idx] for a in arrays]
+
+
+class IterableData:
+    """Batches drawn from a user iterable; each batch is checked like array data."""
+
+    def __init__(self, model, source, steps_per_epoch: int | None, resolve_losses=None):
+        if steps_per_epoch is not None and (not isinstance(steps_per_epoch, (int, np.integer))
+                                            or steps_per_epoch <= 0):
+            raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+        # resolve_losses(model) -> per-output losses, called once the model is built (None: no labels)
+        self.model, self.source, self.steps_per_epoch = model, source, steps_per_epoch
+        self.resolve_losses = resolve_losses
+        self._iterator = iter(source) if isinstance(source, collections.abc.Iterator) else None
+        self.exhausted = False
+
+    def steps(self, batch_size: int) -> int | None:
+        if self.steps_per_epoch is not None:
+            return self.steps_per_epoch
+        return len(self.source) if hasattr(self.source, "__len__") else None
+
+    def batches(self, batch_size: int, rng=None) -> Iterator[tuple]:
+        # A one-shot iterator continues where the last epoch stopped; a re-iterable restarts.
+        iterator = self._iterator if self._iterator is not None else iter(self.source)
+        for step, item in enumerate(iterator):
+            yield self._check(item, step)
+            if self.steps_per_epoch is not None and step + 1 >= self.steps_per_epoch:
+                return
+        if self._iterator is not None:
+            self.exhausted = True
+
+    def _check(self, item, step: int) -> tuple:
+        if not isinstance(item, (tuple, list)) or len(item) not in (1, 2, 3):
+            raise DataError(f"batch {step} of the data iterable must be (x, y) or (x, y, sample_weight), "
+                            f"got {type(item).__name__}")
+        x, y, w = (list(item) + [None, None])[:3]
+        xs = prepare_x(self.model, x)
+        n = len(xs[0])
+        if self.resolve_losses is not None and self.model._losses is None:
+            self.model._losses = self.resolve_losses(self.model)
+        ys = None if self.resolve_losses is None else prepare_y(self.model, y, n, self.model._losses)
+        weights = prepare_weights(self.model, n, ys, w) if ys is not None else None
+        pack = ArrayData._pack
+        return (pack(xs, None if len(xs) == 1 else True, slice(None)),
+                None if ys is None else pack(ys, None if len(ys) == 1 else True, slice(None)), weights)
+
+
+def pack_outputs(model, flat: list):
+    """Model outputs in the structure of the model's outputs (for multi-output predict)."""
+    graph = getattr(model, "_graph", None)
+    if graph is None or len(graph.outputs) == 1:
+        return flat[0]
+    return pack_like(graph.output_structure, flat)
