@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 from . import (activations, callbacks, initializers, layers, losses, metrics, ops, optimizers,
                regularizers)
+from .autodiff import grad, value_and_grad
 from .backend import Backend, BackendError
 from .hookspecs import hookimpl
 from .models import Model, NotCompiledError, Sequential
@@ -28,5 +29,5 @@ __all__ = [
     "Backend", "BackendError", "BackendUnavailableError", "DataError", "Model", "NotCompiledError",
     "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "get_backend",
     "hookimpl", "initializers", "layers", "list_backends", "losses", "metrics", "ops", "optimizers",
-    "regularizers", "use_backend",
+    "regularizers", "use_backend", "value_and_grad", "grad", "Model",
 ]

@@ -92,10 +92,7 @@ class Optimizer:
         A backend may take over a variable's update with a native kernel
         (``Backend.fused_update``); the conformance kit checks it against ``update``.
         """
-        missing = [v.name for v in variables if id(v) not in self._slots]
-        if missing:
-            raise RuntimeError(f"optimizer {self.name!r} has no state for variables {missing}; "
-                               "compile the model again after adding layers")
+        self.ensure_slots(variables)  # a no-op once every variable has its slots
         backend = ops.current_backend()
         rule = self.native_rule
         for var, grad in zip(variables, self.clip(list(grads))):
