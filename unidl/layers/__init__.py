@@ -1,11 +1,28 @@
-"""Layers, written once over ``unidl.ops``; each runs on every backend."""
+"""Layers, written once over ``unidl.ops``; each runs on every backend.
+
+One module per family, as in Keras: core (Dense, Dropout...), convolutional,
+pooling, reshaping, merging, normalization, embedding, recurrent, wrappers.
+``BUILTINS`` maps class names to classes (used to load saved models).
+"""
 from .base import Input, InputLayer, Layer, LayerShapeError
+from .convolutional import Conv1D, Conv2D, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
+                      GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
+from .reshaping import Permute, UpSampling2D, ZeroPadding2D
+
+# Keras's short aliases
+MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D = MaxPooling2D, AveragePooling2D, MaxPooling1D, AveragePooling1D
 
 BUILTINS = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Flatten, Reshape, Dropout,
     Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate,
+    Conv1D, Conv2D, Conv2DTranspose,
+    MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+    ZeroPadding2D, UpSampling2D, Permute,
 )}
 
-__all__ = ["Layer", "Input", "InputLayer", "LayerShapeError", *BUILTINS]
+__all__ = ["Layer", "Input", "InputLayer", "LayerShapeError", *BUILTINS,
+           "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D"]

@@ -13,6 +13,7 @@ Shapes exclude nothing: ``input_shape`` passed to ``build`` and
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -220,12 +221,9 @@ def _accepts_training(cls: type) -> bool:
 
 
 def _snake_case(name: str) -> str:
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+    """Keras's default layer names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, SimpleRNN -> simple_rnn."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def is_symbolic(inputs) -> bool:

@@ -1,0 +1,61 @@
+"""Embedding: integer ids to dense vectors."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import initializers, ops, regularizers
+from .base import Layer, Shape
+
+
+def _positive_int(where: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{where}: {name} must be a positive integer, got {name}={value!r}")
+    return int(value)
+
+
+class Embedding(Layer):
+    """Turns integer ids into dense vectors: ``output[..., :] = embeddings[ids[...]]``.
+
+    Args:
+        input_dim: vocabulary size; ids must lie in ``[0, input_dim)``.
+        output_dim: size of each vector.
+        embeddings_initializer: default "random_uniform", i.e. uniform(-0.05, 0.05)
+            (Keras's "uniform").
+        embeddings_regularizer: default None.
+
+    Weights: embeddings of shape (input_dim, output_dim).
+
+    Input shape: (batch, ...) of ids. Integer tensors are used as they are; floating
+    ones (the training loop may hand ids over in the compute dtype) are cast to int64.
+    Output shape: (batch, ..., output_dim).
+
+    PyTorch's ``nn.Embedding`` stores the same (num_embeddings, embedding_dim) table
+    but initializes it from normal(0, 1).
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="random_uniform",
+                 embeddings_regularizer=None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.input_dim = _positive_int("Embedding", "input_dim", input_dim)
+        self.output_dim = _positive_int("Embedding", "output_dim", output_dim)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self._config = {"input_dim": self.input_dim, "output_dim": self.output_dim,
+                        "embeddings_initializer": embeddings_initializer,
+                        "embeddings_regularizer": embeddings_regularizer}
+
+    def build(self, input_shape: Shape) -> None:
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                                          self.embeddings_initializer, self.embeddings_regularizer)
+
+    def call(self, inputs):
+        # cast: ids may arrive as floats in the compute dtype; ops.take needs integers
+        return ops.take(self.embeddings, ops.cast(inputs, "int64"), axis=0)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (*input_shape, self.output_dim)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._config}
