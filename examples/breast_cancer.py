@@ -45,9 +45,11 @@ def main(backend: str = "numpy", epochs: int = 100, verbose: int = 0, seed: int 
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.2,
                         callbacks=[stopper], verbose=verbose)
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    predicted = (model.predict(x_test) > 0.5).ravel()
-    print(f"[{backend}] trained {len(history.epoch)} epochs (early stopping), test loss {loss:.4f}, "
-          f"test accuracy {accuracy:.3f}, malignant found {np.sum(predicted & (y_test == 0) == 0)}")
+    benign = (model.predict(x_test) > 0.5).ravel()  # in this data set 1 = benign, 0 = malignant
+    malignant = y_test == 0
+    stopped = f"stopped early after {len(history.epoch)}" if len(history.epoch) < epochs else f"ran all {epochs}"
+    print(f"[{backend}] {stopped} epochs; test loss {loss:.4f}, test accuracy {accuracy:.3f}; "
+          f"malignant tumours found: {int(np.sum(~benign & malignant))} of {int(malignant.sum())}")
     return {"loss": loss, "accuracy": accuracy, "epochs": len(history.epoch)}
 
 
