@@ -2,7 +2,8 @@
 
 The kit's checks are imported from ``unidl.testing``; the unidl pytest plugin
 parametrizes them over the backends in conftest.BUILTIN_BACKENDS (those whose
-framework is installed) x float32/float64 x every op case. A third-party
+framework is installed) x float32/float64 x every case of every family (op,
+activation, loss, layer, optimizer, fused, training, compiled, error). A third-party
 backend runs exactly the same checks with
 ``pytest --pyargs unidl.testing --unidl-backend=NAME``.
 """
@@ -18,9 +19,10 @@ import pytest
 import unidl
 from unidl import ops
 from unidl.backend import iter_ops
-from unidl.testing import checks, opspecs, plugin, tolerances
+from unidl.testing import blockchecks, blockspecs, checks, opspecs, plugin, tolerances, trainchecks, trainspecs
 from unidl.testing.kit import CheckId, matches, most_specific
-from unidl.testing.test_conformance_ops import *  # noqa: F401,F403 -- the kit's checks, collected here
+from unidl.testing.test_conformance_blocks import *  # noqa: F401,F403 -- the kit's checks, collected here
+from unidl.testing.test_conformance_ops import *  # noqa: F401,F403
 
 # ---------------------------------------------------------------- coverage
 
@@ -166,7 +168,7 @@ def _make(dtype="float32", device=None):
 
     class Partial(base):
         name = "partial"
-        conformance_exclusions = {"op:erf": "no erf kernel here"}
+        conformance_exclusions = {"op:erf": "no erf kernel here", "fused:adagrad": "no adagrad kernel yet"}
         conformance_tolerances = {"op:exp:*:forward": (1e-3, 1e-3, "fast exp")}
 
         def negative(self, x):  # a bug the kit must find
@@ -217,7 +219,8 @@ def test_plugin_refuses_an_unknown_backend(tmp_path):
 
 
 def test_importing_the_plugin_imports_no_framework():
-    code = ("import sys, unidl.testing.plugin, unidl.testing.test_conformance_ops; "
+    code = ("import sys, unidl.testing.plugin, unidl.testing.test_conformance_ops, "
+            "unidl.testing.test_conformance_blocks; "
             "print(sorted(m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -228,3 +231,123 @@ def test_a_plain_test_using_unidl_backend_runs_once_per_target(unidl_backend, un
     assert (unidl_backend.name, unidl_backend.dtype) == (unidl_target.backend, unidl_target.dtype)
     kit = request.config.stash[plugin._KIT]
     assert kit.backend(unidl_target, kit.device) is unidl_backend
+
+
+# ---------------------------------------------------------------- building blocks and training: coverage
+
+def test_every_activation_has_cases():
+    assert {c.item for c in blockspecs.ACTIVATIONS} == set(unidl.activations.BUILTINS)
+
+
+def test_every_loss_class_has_a_config():
+    assert set(unidl.losses.BUILTINS.values()) <= blockspecs.loss_classes_covered()
+    assert {c.name for c in blockspecs.LOSSES} == set(blockspecs.REDUCTIONS)
+
+
+def test_every_layer_class_has_a_case():
+    assert blockspecs.layer_classes_without_case() == []
+
+
+def test_every_optimizer_has_a_config():
+    assert set(unidl.optimizers.BUILTINS.values()) <= {type(c.make()) for c in trainspecs.OPTIMIZERS}
+
+
+def test_fused_cases_are_filed_under_their_rule():
+    filed = {(c.item, c.name) for c in trainspecs.fused_cases()}
+    assert {("adam", "adamw"), ("adam", "clipvalue"), ("sgd", "clipnorm"), ("rmsprop", "global_clipnorm")} <= filed
+
+
+def test_training_cases_take_the_announced_number_of_steps():
+    assert {c.steps() for c in trainspecs.EXAMPLES} == {trainspecs.TRAIN_STEPS}
+
+
+def test_optimizer_steps_move_weights_far_beyond_the_float32_tolerance(reference):
+    # An update hidden in the tolerance would not be checked at all.
+    tol = tolerances.TRAJECTORY_F32
+    for case in trainspecs.OPTIMIZERS:
+        first = trainchecks.run_optimizer(reference, case).steps[0]
+        for name, start in case.start().items():
+            assert np.median(np.abs(first[name] - start)) > 20 * tol.rtol * np.abs(start).max(), case.item
+
+
+# ---------------------------------------------------------------- building blocks and training: the kit catches bugs
+
+def _numpy_subclass(reference, name, **members):
+    return type(f"Broken_{name}", (type(reference),), {"name": name, **members})
+
+
+def test_a_wrong_fused_adam_kernel_fails_fused_adam(reference):
+    def fused_update(self, rule, optimizer, variable, grad, slots, scalars):
+        if rule != "adam" or optimizer.amsgrad:
+            return super(type(self), self).fused_update(rule, optimizer, variable, grad, slots, scalars)
+        m, v = slots["m"].data, slots["v"].data
+        g = grad.data
+        m += (g - m) * (1 - optimizer.beta_1)
+        v += (g * g - v) * (1 - optimizer.beta_2)
+        variable.data -= scalars["lr"] * m / (np.sqrt(v) + optimizer.epsilon)  # lr, not the corrected lr_t
+        return True
+
+    backend = _numpy_subclass(reference, "wrong_fused_adam", fused_update=fused_update)(dtype="float64")
+    cases = {(c.item, c.name): c for c in trainspecs.fused_cases()}
+    with pytest.raises(checks.ConformanceError) as info:
+        trainchecks.check_fused(backend, cases[("adam", "adam")])
+    message = str(info.value)
+    for part in ("'wrong_fused_adam'", "fused 'adam'", "case 'adam'", "native kernels vs the generic rule",
+                 "displacement of kernel", "TRAJECTORY_F64"):
+        assert part in message
+    assert trainchecks.check_fused(backend, cases[("sgd", "sgd")]) is None  # the other rules are fine
+    assert trainchecks.check_fused(backend, cases[("adam", "adam_amsgrad")]) == (trainchecks.GENERIC_ONLY,
+                                                                                 "adam[adam_amsgrad]")
+
+
+def test_a_wrong_compile_step_fails_compiled(reference):
+    def compile_step(self, step):
+        def run(x, y, sample_weight, scalars):  # "optimizes" by doubling every learning rate
+            return step(x, y, sample_weight, {k: 2 * v for k, v in scalars.items()})
+        return run
+
+    backend = _numpy_subclass(reference, "wrong_compile", compile_step=compile_step)(dtype="float64")
+    examples = {c.item: c for c in trainspecs.EXAMPLES}
+    with pytest.raises(checks.ConformanceError, match="compiled 'regression_mlp'.*loss of each of the 20 steps"):
+        trainchecks.check_compiled(backend, examples["regression_mlp"])
+    # A model with Dropout never runs compiled (its masks are drawn on the host), so it passes.
+    assert trainchecks.check_compiled(backend, examples["dropout"]) is None
+    assert trainchecks.check_compiled(reference, examples["xor"]) == (trainchecks.EAGER_ONLY, "xor")
+
+
+def test_a_gradient_missing_for_one_weight_fails_layer_grad(reference):
+    def value_and_grad(self, fn, variables):
+        loss, aux, grads = super(type(self), self).value_and_grad(fn, variables)
+        return loss, aux, [grads[0]] + [self.zeros(self.shape(g)) for g in grads[1:]]
+
+    backend = _numpy_subclass(reference, "first_grad_only", value_and_grad=value_and_grad)(dtype="float32")
+    case = next(c for c in blockspecs.LAYERS if (c.item, c.name) == ("Dense", "linear"))
+    blockchecks.check_forward(backend, reference, "layer", case)  # the forward pass is right
+    with pytest.raises(checks.ConformanceError, match=r"layer 'Dense', case 'linear'.*grad of kernel \(shape \(4, 3\)\)"):
+        blockchecks.check_grad(backend, reference, "layer", case)
+
+
+def test_another_exception_type_fails_error(reference):
+    def trigger(backend):
+        if backend.name == "numpy":
+            raise unidl.layers.LayerShapeError("the reference's error")
+        raise RuntimeError("a framework's own error")
+
+    case = trainspecs.ErrorCase("made_up", trigger, unidl.layers.LayerShapeError, "a made-up case")
+    backend = _numpy_subclass(reference, "other_errors")(dtype="float32")
+    trainchecks.check_raises(reference, reference, case)
+    with pytest.raises(checks.ConformanceError, match="raised builtins.RuntimeError: a framework's own error; "
+                                                      "expected LayerShapeError"):
+        trainchecks.check_raises(backend, reference, case)
+
+
+def test_plugin_reports_families_and_notes(tmp_path):
+    run = _run_kit(tmp_path, "--unidl-backend=partial", "--unidl-dtype=float64", "-q", "-k", "fused or (Dense and linear)")
+    out = run.stdout
+    assert run.returncode == 0, out + run.stderr
+    summary = out[out.index("unidl conformance summary"):]
+    families = {line.split()[0]: line.split()[1] for line in summary.splitlines()
+                if line.startswith("  ") and line.split()[0] in ("fused", "layer")}
+    assert families == {"fused": "12/0/1", "layer": "2/0/0"}
+    assert "partial [fused:adagrad] (1 checks): no adagrad kernel yet" in summary
+    assert f"partial: {trainchecks.GENERIC_ONLY}: adam[adam_amsgrad], rmsprop[rmsprop_centered]" in summary

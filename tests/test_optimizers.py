@@ -292,10 +292,17 @@ def test_adam_slots_start_at_zero_and_adagrad_at_initial_value():
         np.testing.assert_array_equal(B64.to_numpy(adagrad._slots[id(v)]["accumulator"]), 0.25)
 
 
-def test_apply_without_slots_is_an_error():
-    variables = bound_variables()
-    with unidl.use_backend(B64), pytest.raises(RuntimeError, match="w0"):
-        optimizers.Adam().apply([B64.convert(g) for g in GRADS[0]], variables)
+def test_apply_creates_missing_slots_like_a_fresh_optimizer():
+    # A standalone optimizer (custom training loops) makes its slots on the first apply;
+    # the result equals an optimizer whose slots were made beforehand.
+    fresh, prepared = bound_variables(), bound_variables()
+    with unidl.use_backend(B64):
+        optimizers.Adam().apply([B64.convert(g) for g in GRADS[0]], fresh)
+        opt = optimizers.Adam()
+        opt.ensure_slots(prepared)
+        opt.apply([B64.convert(g) for g in GRADS[0]], prepared)
+    for a, b in zip(fresh, prepared):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_argument_validation():

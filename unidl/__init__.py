@@ -14,12 +14,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import (activations, callbacks, initializers, layers, losses, metrics, ops, optimizers,
-               regularizers)
+               regularizers, saving, schedules)
 from .autodiff import grad, value_and_grad
 from .backend import Backend, BackendError
 from .hookspecs import hookimpl
 from .models import Model, NotCompiledError, Sequential
 from .ops import use_backend
+from .saving import load_model
 from .registry import (BackendUnavailableError, UnknownBackendError, get_backend,
                        list_backends)
 from .data import DataError
@@ -29,5 +30,15 @@ __all__ = [
     "Backend", "BackendError", "BackendUnavailableError", "DataError", "Model", "NotCompiledError",
     "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "get_backend",
     "hookimpl", "initializers", "layers", "list_backends", "losses", "metrics", "ops", "optimizers",
-    "regularizers", "use_backend", "value_and_grad", "grad", "Model",
+    "regularizers", "use_backend", "value_and_grad", "grad", "Model", "compare", "load_model", "saving",
+    "schedules",
 ]
+
+
+def __getattr__(name: str):
+    # ``unidl.compare`` (a module you can call: ``unidl.compare(model, backends=[...])``) loads on
+    # first use, so ``import unidl`` does not pay for it.
+    if name == "compare":
+        import importlib
+        return importlib.import_module(".compare", __name__)
+    raise AttributeError(f"module 'unidl' has no attribute {name!r}")

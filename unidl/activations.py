@@ -113,6 +113,12 @@ def get(identifier) -> Callable:
     raise TypeError(f"activation must be a name or a callable, got {identifier!r}")
 
 
+def serialize(fn: Callable):
+    """An activation for a config: its name when it is a built-in, else the callable itself."""
+    name = name_of(fn)
+    return name if BUILTINS.get(name) is fn else fn
+
+
 def name_of(fn: Callable) -> str:
     """The registered name of an activation (for summaries and configs)."""
     for name, f in BUILTINS.items():

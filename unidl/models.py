@@ -12,7 +12,7 @@ import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
-from . import training
+from . import saving, training
 from .backend import Backend
 from .functional import Graph, SymbolicTensor, map_structure
 from .layers.base import InputLayer, Layer, Shape, _as_shape, _snake_case, is_symbolic
@@ -276,6 +276,9 @@ class Model(Layer):
         return twin
 
     # ------------------------------------------------ training (training.py)
+    save = saving.save_model
+    save_weights = saving.save_weights
+    load_weights = saving.load_weights
     fit = training.fit
     evaluate = training.evaluate
     predict = training.predict

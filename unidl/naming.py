@@ -7,6 +7,7 @@ built-ins; plugins add more through the registry hooks. An unknown name is a
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Callable, Mapping
 
 
@@ -51,6 +52,10 @@ def resolve(kind: str, identifier: Any, builtins: Mapping[str, Any],
     """Return an instance for ``identifier``: an instance passes through, a name is looked up and called."""
     if instance_of is not None and isinstance(identifier, instance_of):
         return identifier
+    if isinstance(identifier, dict) and "class_name" in identifier:  # as saved in a model config
+        name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", identifier["class_name"]).lower()
+        factory = lookup(kind, name if name in builtins else identifier["class_name"], builtins)
+        return factory(**identifier.get("config", {}), **kwargs)
     if isinstance(identifier, str):
         factory: Callable = lookup(kind, identifier, builtins)
         return factory(**kwargs) if kwargs or isinstance(factory, type) else factory()

@@ -289,7 +289,8 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
     backend = self.backend
     steps = data.steps(batch_size)
     history = History()
-    cbs = CallbackList([history, *(callbacks or [])], self,
+    # History last, as in Keras: it then records what other callbacks add to the logs (learning_rate).
+    cbs = CallbackList([*(callbacks or []), history], self,
                        {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
     self.stop_training = False
     self.history = history

@@ -77,12 +77,6 @@ def conv_output_length(layer: Layer, n, size: int, stride: int, padding: str, di
     return (n - span) // stride + 1
 
 
-def activation_config(fn):
-    """An activation for a config: its name when it is a built-in, else the callable itself."""
-    name = activations.name_of(fn)
-    return name if activations.BUILTINS.get(name) is fn else fn
-
-
 def check_positive(value, arg: str, where: str) -> int:
     if not _is_int(value) or value <= 0:
         raise ValueError(f"{where}: {arg} must be a positive integer, got {arg}={value!r}")
@@ -152,7 +146,7 @@ class _Conv(Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate, "groups": self.groups,
-                "activation": activation_config(self.activation), "use_bias": self.use_bias, **self._given}
+                "activation": activations.serialize(self.activation), "use_bias": self.use_bias, **self._given}
 
 
 class Conv2D(_Conv):

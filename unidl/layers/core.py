@@ -41,6 +41,9 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        # get_config returns these as given (a name stays a name), so cls(**config) rebuilds the layer
+        self._given = {"kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer,
+                       "kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer}
 
     def build(self, input_shape: Shape) -> None:
         in_dim = input_shape[-1]
@@ -62,7 +65,7 @@ class Dense(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units,
-                "activation": activations.name_of(self.activation), "use_bias": self.use_bias}
+                "activation": activations.serialize(self.activation), "use_bias": self.use_bias, **self._given}
 
 
 class Activation(Layer):
@@ -79,7 +82,7 @@ class Activation(Layer):
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "activation": activations.name_of(self.activation)}
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
 
 
 class Flatten(Layer):

@@ -15,55 +15,111 @@ float64. If autoloading of plugins is off (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``),
 add ``-p unidl`` (the entry point's name; ``-p unidl.testing.plugin`` would
 register it twice when autoloading is on).
 
-What runs (op level; layers, losses, optimizers and training follow as new families):
+What runs, family by family (each check of each case is its own pytest item,
+so one failure never hides another):
 
-* ``test_op_forward``: every op of ``unidl.ops`` (primitives and composites),
-  on a few sharp cases each (broadcasting, scalars, empty and size-1 axes,
-  negative axes, keepdims, large |x|), against a closed-form NumPy reference:
-  shape, then dtype, then values.
-* ``test_op_grad``: the gradient of ``sum(op(x) * r)`` for a fixed random
-  ``r``, through ``backend.grad_wrt_inputs``, against the NumPy backend in
-  float64; at kinks and ties, against the convention that
-  ``unidl.backend.PRIMITIVES`` fixes (relu'(0) = 0, max splits ties evenly...).
-* ``test_op_grad_fd``: the NumPy reference itself against central finite
-  differences (runs when numpy/float64 is among the targets).
-* ``test_missing_op_raises_backend_error``: an op the backend lacks raises
-  ``unidl.BackendError`` naming the backend and the op.
+* ``op`` -- every op of ``unidl.ops`` (primitives and composites), on a few
+  sharp cases each (broadcasting, scalars, empty and size-1 axes, negative
+  axes, keepdims, large |x|):
+
+  - ``test_op_forward``: against a closed-form NumPy reference: shape, then
+    dtype, then values;
+  - ``test_op_grad``: the gradient of ``sum(op(x) * r)`` for a fixed random
+    ``r``, through ``backend.grad_wrt_inputs``, against the NumPy backend in
+    float64; at kinks and ties, against the convention that
+    ``unidl.backend.PRIMITIVES`` fixes (relu'(0) = 0, max splits ties evenly...);
+  - ``test_op_grad_fd``: the NumPy reference itself against central finite
+    differences (runs when numpy/float64 is among the targets);
+  - ``test_missing_op_raises_backend_error`` (id ``error:missing_op``): an op
+    the backend lacks raises ``unidl.BackendError`` naming the backend and the op.
+
+* ``activation:<name>`` -- every name of ``unidl.activations.BUILTINS`` (cases
+  ``basic``, ``wide`` for large |x|, and keyword variants): forward, and the
+  gradient w.r.t. the input (``sum(act(x) * r)``), vs the reference.
+* ``loss:<config>`` -- each loss class in its configurations (``bce``,
+  ``bce_logits``, ``bce_smoothing``, ``cce_logits``, ``huber_delta0.5``...),
+  the case being the reduction: ``mean``, ``sum``, ``none``, ``weighted``
+  (a sample_weight): the value and the gradient w.r.t. y_pred, vs the reference.
+* ``layer:<class>`` -- every class of ``unidl.layers.BUILTINS`` (Dense with an
+  activation, without bias, with regularizers; Dropout at inference and in
+  training, whose masks come from unidl's seeded generator...), built from the
+  same seed on both sides: forward (plus the regularization penalty and the
+  state of non-trainable weights after the call), and ``backend.value_and_grad``
+  w.r.t. the input and every trainable weight, vs the reference.
+* ``optimizer:<config>`` -- three ``optimizer.apply`` steps (SGD plain /
+  momentum / nesterov, Adam, amsgrad, AdamW, RMSprop plain / centered /
+  momentum, Adagrad, clipnorm, clipvalue, global_clipnorm) from the same
+  variables with the same gradients, vs the reference, step by step.
+* ``fused:<rule>`` -- the same steps on one backend with its native kernels
+  (``Backend.fused_update``) vs ``optimizer.use_native_kernels = False``; the
+  case is the optimizer config. A backend whose ``fused_update`` declines a
+  config passes trivially and the summary notes it as "generic only".
+* ``training:<example>`` -- the README models (regression MLP, XOR, a softmax
+  classifier, one with Dropout) trained 20 ``fit`` steps from the same seed and
+  data: every step's loss and the final weights, vs the reference.
+* ``compiled:<example>`` -- the same training with ``jit_compile=False`` vs the
+  default ``"auto"`` (which lets ``Backend.compile_step`` run: tf.function on
+  TensorFlow). Runs where ``compile_step`` is the base default too (noted).
+* ``error:<case>`` -- the same bad input raises the same exception type on
+  every backend: the documented type (the case segment of the id, e.g.
+  ``error:fit_label_shape:float32:raises:LossInputError``) and the reference's.
+
+Comparing the reference with itself proves nothing, so on NumPy float64 the
+activation, loss and layer families check the gradients against central
+finite differences instead (check ``fd``), and the optimizer and training
+families leave it out; ``fused``, ``compiled`` and ``error`` run everywhere.
 
 Tolerances are the named constants of :mod:`unidl.testing.tolerances`.
 
 Each check of each case is its own pytest item, named
 ``test_op_grad[torch-float32-softmax-large]`` (backend-dtype-item-case), and
 has a **check id** ``family:item:dtype:check:case``, e.g.
-``op:softmax:float32:grad:large``. A backend declares what it cannot meet with
-patterns over these ids (segments from the left, ``*`` for any one segment;
-the most specific pattern wins)::
+``op:softmax:float32:grad:large``, ``loss:bce_logits:float64:grad:weighted``,
+``fused:adam:float32:trajectory:adam_amsgrad``,
+``compiled:xor:float32:trajectory:20_steps``. The checks are ``forward``,
+``grad``, ``fd``, ``trajectory`` (optimizer, fused, training, compiled) and
+``raises``. A backend declares what it cannot meet with patterns over these
+ids (segments from the left, ``*`` for any one segment; the most specific
+pattern wins)::
 
     class MyBackend(unidl.Backend):
         conformance_exclusions = {
             "op:erf": "no erf kernel on this device yet",
             "op:*:float64": "float64 runs are emulated; see issue 12",
+            "layer:Dropout:*:*:training": "masks come from the device RNG",
+            "compiled": "the graph compiler reorders reductions; see issue 31",
         }
         conformance_tolerances = {
             "op:sigmoid:float32:forward": (1e-4, 1e-6, "the native kernel uses a fast exp"),
+            "training:*:float32": (1e-2, 1e-5, "TF32 matmuls on this device"),
         }
 
 An excluded check is skipped with its reason; a loosened tolerance replaces
 the named default. Both are listed, with their reasons and how many checks
 they touched, in the conformance summary that ends the pytest run, next to the
-passed / failed / excluded counts of every backend and dtype.
+passed / failed / excluded counts of every backend and dtype, the same counts
+per family, and the notes (e.g. "generic only" fused rules).
 
-The checks are plain functions too (:mod:`unidl.testing.checks`), usable
-outside pytest: ``check_forward(backend, spec, case)`` with specs from
-:mod:`unidl.testing.opspecs`.
+The checks are plain functions too, usable outside pytest:
+``checks.check_forward(backend, spec, case)`` with specs from
+:mod:`unidl.testing.opspecs`; ``blockchecks.check_grad(backend, None,
+"layer", case)`` with cases from :mod:`unidl.testing.blockspecs`;
+``trainchecks.check_fused(backend, case)``, ``check_compiled``,
+``check_training``, ``check_raises`` with cases from
+:mod:`unidl.testing.trainspecs`. Each raises ``checks.ConformanceError``
+naming the backend, dtype, family, item, case, what was compared and the max
+abs/rel error.
 
 A backend author's own extra tests can take the ``unidl_backend`` fixture
 (no marker needed): they then run once per target, on the same session-wide
 backend instances.
 
-Adding a family of checks (layers, losses...): a spec module whose case
-objects carry ``item`` and ``name``, check functions raising
-``checks.ConformanceError``, and a ``test_conformance_<family>.py`` here
-whose tests are marked with :func:`unidl.testing.kit.conformance_check`.
-The plugin then does the rest: targets, ids, exclusions, the summary.
+A test may also take ``unidl_note``: ``unidl_note(topic, subject)`` puts a
+remark (not a failure) in the summary, grouped by backend and topic.
+
+Adding a family of checks: a spec module whose case objects carry ``item``
+and ``name``, check functions raising ``checks.ConformanceError``, and a
+``test_conformance_<family>.py`` here whose tests are marked with
+:func:`unidl.testing.kit.conformance_check`. The plugin then does the rest:
+targets, ids, exclusions, the summary.
 """

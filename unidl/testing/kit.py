@@ -12,8 +12,9 @@ import it at start-up for free.
   erf, ``op:erf:float32:grad`` its float32 gradient checks, ``op:*:*:grad:large``
   the gradient of every op's ``large`` case. Where several patterns match, the
   longest (then the one with fewer ``*``) wins.
-* A **family** of checks (ops now; layers, losses, optimizers later) is a test
-  module whose test functions carry :func:`conformance_check`. The plugin
+* A **family** of checks (op, activation, loss, layer, optimizer, fused,
+  training, compiled, error) is a set of test functions carrying
+  :func:`conformance_check` with that family name. The plugin
   parametrizes each over targets x cases and turns every pair into its own
   pytest item, so one failure never hides another.
 """
@@ -96,15 +97,16 @@ CaseSource = Callable[[Target], Iterable[Any]]
 def conformance_check(family: str, check: str, cases: CaseSource):
     """Mark a test function as a conformance check.
 
-    :param family: the first segment of its check ids ("op", later "layer", "loss"...).
-    :param check: what it checks ("forward", "grad", "fd", "raises"...).
+    :param family: the first segment of its check ids ("op", "layer", "loss"...).
+    :param check: what it checks ("forward", "grad", "fd", "trajectory", "raises").
     :param cases: ``cases(target)`` returns the case objects (each with
         ``item`` and ``name``) to run on that target; return none to leave the
         target out (e.g. finite differences run on the reference only).
 
     The function receives the fixtures ``unidl_backend`` (the backend instance,
     exclusions already applied), ``unidl_case`` (one case) and, if it asks,
-    ``unidl_reference`` (the NumPy float64 reference backend).
+    ``unidl_reference`` (the NumPy float64 reference backend) and
+    ``unidl_note`` (records a remark for the summary).
     """
     import pytest  # only test modules call this, and they run under pytest
     return pytest.mark.unidl_check(family=family, check=check, cases=cases)

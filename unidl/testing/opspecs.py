@@ -603,3 +603,6 @@ _spec("ones", lambda shape, dtype=None: np.ones(shape, dtype=_np_dtype(dtype or 
 _spec("size", lambda x: int(np.prod(x.shape, dtype=np.int64)),
       case("rank3", F(2, 3, 4)), case("scalar", F()), case("empty", F(0, 3)),
       grad=False, output="python")
+
+# The neural-network primitives' specs live in their own module, which registers them here.
+from . import opspecs_nn  # noqa: E402,F401

@@ -13,14 +13,16 @@ What it adds (see ``unidl.testing`` for the user-facing story):
   ``unidl_backend`` fixture runs once per target; a test marked with
   :func:`unidl.testing.kit.conformance_check` runs once per target x case;
 * fixtures ``unidl_backend`` (applies the backend's declared exclusions and
-  records its loosened tolerances), ``unidl_reference`` (NumPy float64);
-* a conformance summary at the end of the run.
+  records its loosened tolerances), ``unidl_reference`` (NumPy float64),
+  ``unidl_note`` (a remark for the summary, e.g. "generic rule only");
+* a conformance summary at the end of the run: counts per target, per
+  family and target, declared exclusions and tolerances, notes, failures.
 """
 from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pytest
 
@@ -103,6 +105,18 @@ def unidl_backend(request: pytest.FixtureRequest, unidl_target: Target) -> Any:
 
 
 @pytest.fixture
+def unidl_note(request: pytest.FixtureRequest, unidl_target: Target) -> Callable[[str, str], None]:
+    """``unidl_note(topic, subject)``: a remark for the conformance summary, not a failure.
+
+    Notes are grouped by backend and topic, e.g. topic "generic only (...)",
+    subjects "adam[adam_amsgrad]", "rmsprop[rmsprop_centered]".
+    """
+    def note(topic: str, subject: str) -> None:
+        request.node.user_properties.append(("unidl_note", (unidl_target.backend, topic, subject)))
+    return note
+
+
+@pytest.fixture
 def unidl_reference(request: pytest.FixtureRequest) -> Any:
     """The reference backend the other backends' gradients are compared with: NumPy in float64."""
     return request.config.stash[_KIT].backend(Target(REFERENCE_BACKEND, REFERENCE_DTYPE), device=None)
@@ -131,6 +145,7 @@ class ConformanceKit:
         self._outcomes: dict[str, tuple[str, str, str]] = {}
         self._exclusions: dict[tuple[str, str], list] = {}   # (backend, pattern) -> [reason, count]
         self._loosened: dict[tuple[str, str], list] = {}     # (backend, pattern) -> [text, count]
+        self._notes: dict[tuple[str, str], set[str]] = {}    # (backend, topic) -> subjects
 
     # ---------------------------------------------------------- targets
     def pytest_sessionstart(self) -> None:
@@ -231,6 +246,10 @@ class ConformanceKit:
                     table.setdefault((backend, pattern), [text, 0])[1] += 1
         if report.when == "call":
             outcome = report.outcome
+            for key, value in report.user_properties:
+                if key == "unidl_note":
+                    backend, topic, subject = value
+                    self._notes.setdefault((backend, topic), set()).add(subject)
         elif report.failed:
             outcome = "failed"
         elif report.when == "setup" and report.skipped:
@@ -256,8 +275,13 @@ class ConformanceKit:
         write(f"{'backend-dtype':<24}" + "".join(f"{o:>10}" for o in OUTCOMES))
         for target in sorted(counts):
             write(f"{target:<24}" + "".join(f"{counts[target][o]:>10}" for o in OUTCOMES))
+        self._write_families(write)
         self._write_declared(write, "exclusions declared by the backends", self._exclusions)
         self._write_declared(write, "loosened tolerances declared by the backends", self._loosened)
+        if self._notes:
+            write("notes (not failures):")
+            for (backend, topic), subjects in sorted(self._notes.items()):
+                write(f"  {backend}: {topic}: {', '.join(sorted(subjects))}")
         if self.untested:
             write("not tested:")
             for name, why in sorted(self.untested.items()):
@@ -266,6 +290,25 @@ class ConformanceKit:
             write(f"failed on {target} ({len(failures[target])}):")
             for check in sorted(failures[target]):
                 write(f"  {check}")
+
+    def _write_families(self, write: Any) -> None:
+        """passed/failed/excluded (and /skipped, when any) per family and target."""
+        counts: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+        for target, outcome, check in self._outcomes.values():
+            family = "other" if "::" in check else check.split(":", 1)[0]  # a plain test's node id
+            counts[family][target][outcome] += 1
+        targets = sorted({t for per_target in counts.values() for t in per_target})
+        if len(counts) < 2:
+            return
+        skipped = any(c["skipped"] for per_target in counts.values() for c in per_target.values())
+        shown = OUTCOMES if skipped else OUTCOMES[:3]
+        write(f"by family ({'/'.join(shown)}):")
+        width = max(len(t) for t in targets) + 2
+        write(f"  {'':<12}" + "".join(f"{t:>{width}}" for t in targets))
+        for family in sorted(counts):
+            cells = ["/".join(str(counts[family][t][o]) for o in shown) if counts[family][t] else "-"
+                     for t in targets]
+            write(f"  {family:<12}" + "".join(f"{cell:>{width}}" for cell in cells))
 
     @staticmethod
     def _write_declared(write: Any, title: str, table: dict[tuple[str, str], list]) -> None:

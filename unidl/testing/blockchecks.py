@@ -1,0 +1,149 @@
+"""Checks of the building-block families (activation, loss, layer). Each raises ``ConformanceError``.
+
+A case (see :mod:`unidl.testing.blockspecs`) is set up on the backend under
+test and, separately, on the reference (NumPy, float64), from the same seeded
+float32-representable values:
+
+* :func:`check_forward`: every labelled output (an activation's output, a
+  loss value, a layer's output and its regularization penalty) vs the
+  reference's: shape, then dtype, then values, with the FORWARD tolerance.
+* :func:`check_grad`: ``backend.value_and_grad`` of the case's objective
+  (``sum(out * r)`` for a fixed random ``r``, plus penalties) w.r.t. every
+  variable -- the input, ``y_pred``, each layer weight -- vs the reference's,
+  with the GRAD tolerance.
+* :func:`check_finite_differences`: on the reference itself, the same
+  gradients vs central finite differences (FD tolerance).
+
+Failures name the backend, its dtype, the family, item and case, the case's
+inputs, what was compared ("output", "grad of kernel") and the max abs/rel error.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+import unidl
+from unidl.backend import Backend
+
+from . import tolerances
+from .checks import FD_STEP, ConformanceError, _run, _tensor_to_numpy, compare, reference
+from .kit import CheckId
+from .tolerances import Tolerance
+
+__all__ = ["check_forward", "check_grad", "check_finite_differences", "run_forward", "run_grads"]
+
+
+def _label(backend: Backend, family: str, case: Any, what: str) -> str:
+    return (f"backend {backend.name!r} ({backend.dtype}), {family} {case.item!r}, case {case.name!r} "
+            f"[{case.describe()}]: {what}")
+
+
+def _tolerance(backend: Backend, family: str, case: Any, check: str) -> Tolerance:
+    return tolerances.lookup(backend, CheckId(family, case.item, backend.dtype, check, case.name))
+
+
+# ---------------------------------------------------------------- running
+
+def run_forward(backend: Backend, case: Any) -> dict[str, np.ndarray]:
+    """The case's labelled outputs on ``backend``, as NumPy arrays (computed under ``no_grad``)."""
+    with unidl.use_backend(backend):
+        bound = case.bind(backend)
+        with backend.no_grad():
+            outputs = bound.forward()
+        return {label: _tensor_to_numpy(backend, value) for label, value in outputs.items()}
+
+
+def run_grads(backend: Backend, case: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The objective's value and its gradient w.r.t. each of the case's variables, through ``value_and_grad``."""
+    with unidl.use_backend(backend):
+        bound = case.bind(backend)
+        labels = list(bound.variables)
+        value, _, grads = backend.value_and_grad(lambda: (bound.objective(), None),
+                                                 [bound.variables[k] for k in labels])
+        if len(grads) != len(labels):
+            raise ConformanceError(f"value_and_grad returned {len(grads)} gradients for {len(labels)} variables")
+        missing = [k for k, g in zip(labels, grads) if g is None]
+        if missing:
+            raise ConformanceError(f"value_and_grad returned None as the gradient of {missing} "
+                                   "(the contract asks for zeros where the loss does not depend on a variable)")
+        return (_tensor_to_numpy(backend, value),
+                {k: _tensor_to_numpy(backend, g) for k, g in zip(labels, grads)})
+
+
+# ---------------------------------------------------------------- checks
+
+def check_forward(backend: Backend, reference_backend: Backend | None, family: str, case: Any,
+                  tolerance: Tolerance | None = None) -> None:
+    """Every labelled output of ``case`` on ``backend`` vs the reference's."""
+    __tracebackhide__ = True
+    reference_backend = reference_backend or reference()
+    label = _label(backend, family, case, "forward")
+    tol = tolerance or _tolerance(backend, family, case, "forward")
+    expected = _run(f"{label} (on the reference {reference_backend.name} {reference_backend.dtype})",
+                    lambda: run_forward(reference_backend, case))
+    got = _run(label, lambda: run_forward(backend, case))
+    _same_keys(label, "outputs", got, expected)
+    for key, want in expected.items():
+        compare(f"{label}: {key}", got[key], want, tol, dtype=backend.dtype)
+
+
+def check_grad(backend: Backend, reference_backend: Backend | None, family: str, case: Any,
+               tolerance: Tolerance | None = None) -> None:
+    """The gradient of the case's objective w.r.t. each variable on ``backend`` vs the reference's."""
+    __tracebackhide__ = True
+    reference_backend = reference_backend or reference()
+    label = _label(backend, family, case, "grad")
+    tol = tolerance or _tolerance(backend, family, case, "grad")
+    source = f"reference {reference_backend.name} {reference_backend.dtype}"
+    expected_value, expected = _run(f"{label} (on the {source})", lambda: run_grads(reference_backend, case))
+    value, got = _run(label, lambda: run_grads(backend, case))
+    compare(f"{label}: value of the objective vs {source}", value, expected_value, tol, dtype=backend.dtype)
+    _same_keys(label, "gradients", got, expected)
+    for key, want in expected.items():
+        compare(f"{label} of {key} (shape {want.shape}) vs {source}", got[key], want, tol, dtype=backend.dtype)
+
+
+def check_finite_differences(backend: Backend | None, family: str, case: Any,
+                             tolerance: Tolerance | None = None) -> None:
+    """The reference's gradients of the case's objective vs central finite differences (float64)."""
+    __tracebackhide__ = True
+    backend = backend or reference()
+    label = _label(backend, family, case, "grad")
+    tol = tolerance or _tolerance(backend, family, case, "fd")
+    value, grads = _run(label, lambda: run_grads(backend, case))
+    with unidl.use_backend(backend):
+        bound = case.bind(backend)
+
+        def objective() -> float:
+            with backend.no_grad():
+                return float(np.sum(_tensor_to_numpy(backend, bound.objective())))
+
+        compare(f"{label}: value of the objective vs a second evaluation", value, objective(), tol)
+        for key, variable in bound.variables.items():
+            numeric = _central_differences(backend, variable, objective)
+            compare(f"{label} of {key} vs central differences", grads[key], numeric, tol, dtype=backend.dtype)
+
+
+def _central_differences(backend: Backend, variable: Any, objective: Callable[[], float]) -> np.ndarray:
+    """d objective / d variable, element by element, by assigning perturbed values to the variable."""
+    start = _tensor_to_numpy(backend, variable).astype(np.float64)
+    grad = np.zeros_like(start)
+    try:
+        for idx in np.ndindex(start.shape):
+            h = FD_STEP * max(1.0, abs(float(start[idx])))
+            values = []
+            for sign in (1.0, -1.0):
+                moved = start.copy()
+                moved[idx] += sign * h
+                backend.assign(variable, backend.convert(moved))
+                values.append(objective())
+            grad[idx] = (values[0] - values[1]) / (2 * h)
+    finally:
+        backend.assign(variable, backend.convert(start))
+    return grad
+
+
+def _same_keys(label: str, what: str, got: dict, expected: dict) -> None:
+    if list(got) != list(expected):
+        raise ConformanceError(f"{label}: {what} {list(got)}, the reference gives {list(expected)}")
