@@ -173,3 +173,23 @@ def test_layer_called_on_tensors_inside_custom_training(backend):
     with unidl.use_backend(model.backend) as b:
         out = model([b.convert(x[0]), b.convert(x[1])])
         np.testing.assert_allclose(b.to_numpy(out), model.predict(x), rtol=TRAJECTORY_F32.rtol, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_functional_model_saves_and_loads_on_any_backend(tmp_path, backend):
+    inputs = layers.Input((4,))
+    shared = layers.Dense(5, activation="tanh")
+    value = layers.Dense(1, name="value")(layers.Add()([shared(inputs), shared(inputs)]))
+    label = layers.Dense(3, activation="softmax", name="label")(shared(inputs))
+    model = unidl.Model(inputs, [value, label], seed=0)
+    model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], backend="numpy",
+                  dtype="float64")
+    x = np.random.default_rng(0).normal(size=(8, 4))
+    model.fit(x, [np.ones((8, 1)), np.arange(8) % 3], epochs=2, verbose=0)
+    path = tmp_path / "model.unidl"
+    model.save(path)
+    loaded = unidl.load_model(path, backend=backend, dtype="float64")
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    assert loaded.count_params() == model.count_params()  # the shared layer is still one layer
+    for got, want in zip(loaded.predict(x), model.predict(x)):
+        np.testing.assert_allclose(got, want, rtol=FORWARD_F64.rtol, atol=1e-12)

@@ -75,6 +75,9 @@ class Model(Layer):
     def _init_graph(self, inputs, outputs) -> None:
         self._graph = Graph(inputs, outputs)
         taken: set[str] = set()
+        for t in self._graph.inputs:  # inputs get names too, so the wiring can be saved
+            t.node.layer.name = unique_name(t.node.layer.name or "input_layer", taken)
+            taken.add(t.node.layer.name)
         for layer in self._graph.layers:
             if layer.name in taken:
                 layer.rename(unique_name(layer.name, taken))
@@ -274,6 +277,67 @@ class Model(Layer):
         finally:
             self.__dict__.update(saved)
         return twin
+
+    # ------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        """Functional models: layers plus the wiring of every call (see ``from_config``)."""
+        if self._graph is None:
+            raise NotImplementedError(f"{type(self).__name__} is a subclassed model: implement get_config() "
+                                      "(and from_config) to save it as JSON, or save only its weights")
+        from .saving import serialize_layer
+        nodes = self._graph.nodes
+        position = {id(node): i for i, node in enumerate(nodes)}
+
+        def ref(t: SymbolicTensor) -> list[int]:
+            return [position[id(t.node)], t.index]
+
+        def ref_structure(value):
+            if isinstance(value, (list, tuple)):
+                return [ref_structure(v) for v in value]
+            return {"ref": ref(value)}
+
+        layers_config: dict[str, Any] = {}
+        calls = []
+        for node in nodes:
+            layers_config.setdefault(node.layer.name, serialize_layer(node.layer))
+            calls.append({"layer": node.layer.name,
+                          "inputs": None if node.inputs is None else ref_structure(node.inputs),
+                          "kwargs": node.kwargs})
+        return {"name": self.name, "seed": self.seed, "trainable": self.trainable,
+                "layers": layers_config, "calls": calls,
+                "inputs": [ref(t) for t in self._graph.inputs], "outputs": ref_structure(
+                    self._graph.output_structure if isinstance(self._graph.output_structure, (list, tuple))
+                    else self._graph.output_structure)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects=None) -> "Model":
+        """Rebuild a functional model from ``get_config()``: same layers, same wiring, same names."""
+        from .saving import deserialize_layer
+        layers_by_name = {name: deserialize_layer(spec, custom_objects) for name, spec in config["layers"].items()}
+        outputs_of: list[Any] = []
+        for call in config["calls"]:
+            layer = layers_by_name[call["layer"]]
+            if call["inputs"] is None:  # an Input
+                outputs_of.append(SymbolicTensor((None, *layer.shape), layer))
+                continue
+
+            def resolve(value):
+                if isinstance(value, list):
+                    return [resolve(v) for v in value]
+                node, index = value["ref"]
+                out = outputs_of[node]
+                return out[index] if isinstance(out, list) else out
+            outputs_of.append(layer(resolve(call["inputs"]), **call.get("kwargs", {})))
+
+        def pick(value):
+            if isinstance(value, list) and value and not isinstance(value[0], int):
+                return [pick(v) for v in value]
+            node, index = value["ref"] if isinstance(value, dict) else value
+            out = outputs_of[node]
+            return out[index] if isinstance(out, list) else out
+        inputs = [pick(r) for r in config["inputs"]]
+        return cls(inputs if len(inputs) > 1 else inputs[0], pick(config["outputs"]), name=config.get("name"),
+                   seed=config.get("seed"), trainable=config.get("trainable", True))
 
     # ------------------------------------------------ training (training.py)
     save = saving.save_model
