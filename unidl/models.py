@@ -95,12 +95,7 @@ class Model(Layer):
         """Sub-layers: the graph's (functional), or those assigned as attributes (subclassed)."""
         if self._graph is not None:
             return self._graph.layers
-        found: dict[int, Layer] = {}
-        for value in self.__dict__.values():
-            for item in (value if isinstance(value, (list, tuple)) else [value]):
-                if isinstance(item, Layer) and item is not self:
-                    found.setdefault(id(item), item)
-        return list(found.values())
+        return self._sublayers()
 
     @property
     def output_names(self) -> list[str]:
@@ -135,9 +130,6 @@ class Model(Layer):
     def non_trainable_weights(self) -> list[Variable]:
         ids = {id(w) for w in self.trainable_weights}
         return [w for w in self.weights if id(w) not in ids]
-
-    def regularization_losses(self) -> list:
-        return [p for layer in [super(), *self.layers] for p in layer.regularization_losses()]
 
     def count_params(self) -> int:
         self._require_built("count_params")

@@ -101,33 +101,52 @@ class Layer:
     def trainable(self, value: bool) -> None:
         self._trainable = bool(value)
 
+    def _sublayers(self) -> list["Layer"]:
+        """Layers held in attributes (directly or in a list/tuple): their weights are this layer's too."""
+        found: dict[int, Layer] = {}
+        for value in self.__dict__.values():
+            for item in (value if isinstance(value, (list, tuple)) else (value,)):
+                if isinstance(item, Layer) and item is not self:
+                    found.setdefault(id(item), item)
+        return list(found.values())
+
     @property
     def weights(self) -> list[Variable]:
-        return list(self._weights)
+        seen = {id(w): w for w in self._weights}
+        for sub in self._sublayers():
+            for w in sub.weights:
+                seen.setdefault(id(w), w)
+        return list(seen.values())
 
     @property
     def trainable_weights(self) -> list[Variable]:
-        return [w for w in self._weights if w.trainable] if self._trainable else []
+        if not self._trainable:
+            return []
+        ids = {id(w) for w in self._weights if w.trainable}
+        ids.update(id(w) for sub in self._sublayers() for w in sub.trainable_weights)
+        return [w for w in self.weights if id(w) in ids]
 
     @property
     def non_trainable_weights(self) -> list[Variable]:
-        return [w for w in self._weights if not (w.trainable and self._trainable)]
+        ids = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in ids]
 
     def count_params(self) -> int:
-        return int(sum(np.prod(w.shape) for w in self._weights))
+        return int(sum(np.prod(w.shape) for w in self.weights))
 
     def get_weights(self) -> list[np.ndarray]:
-        return [w.numpy() for w in self._weights]
+        return [w.numpy() for w in self.weights]
 
     def set_weights(self, values: Sequence[np.ndarray]) -> None:
-        if len(values) != len(self._weights):
-            raise ValueError(f"layer {self.name!r} has {len(self._weights)} weights, got {len(values)} arrays")
-        for w, v in zip(self._weights, values):
+        weights = self.weights
+        if len(values) != len(weights):
+            raise ValueError(f"layer {self.name!r} has {len(weights)} weights, got {len(values)} arrays")
+        for w, v in zip(weights, values):
             v = np.asarray(v)
             if tuple(v.shape) != tuple(w.shape):
                 raise ValueError(f"layer {self.name!r}: weight {w.name!r} has shape {tuple(w.shape)}, "
                                  f"got an array of shape {v.shape}")
-        for w, v in zip(self._weights, values):
+        for w, v in zip(weights, values):
             w.assign(np.asarray(v))
 
     # ------------------------------------------------------- build & call
@@ -181,6 +200,9 @@ class Layer:
         shape = _batchless_shape(inputs)
         if not self.built:
             self.build_for(shape)
+            for sub in self._sublayers():  # sublayers built inside call draw from the same seed
+                if not sub.built and sub._rng is None:
+                    sub._rng = self._rng
         elif not _shapes_compatible(self.input_shape, shape):
             raise LayerShapeError(
                 f"layer {self.name!r} ({type(self).__name__}) expected input shape "
@@ -197,8 +219,8 @@ class Layer:
         return config
 
     def regularization_losses(self) -> list:
-        """Penalty terms of this layer's regularized weights (backend tensors)."""
-        return [w.regularizer(w) for w in self._weights if w.regularizer is not None]
+        """Penalty terms of this layer's regularized weights, sublayers' included (backend tensors)."""
+        return [w.regularizer(w) for w in self.weights if w.regularizer is not None]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
