@@ -170,6 +170,11 @@ class Layer:
             self.build(input_shape)
             self.input_shape = input_shape
             self.built = True
+            subs = [sub for sub in self._sublayers() if not sub.built]
+            if subs:  # sublayers build on their first call: run one now so all weights exist before compile
+                for sub in subs:
+                    sub._rng = sub._rng or self._rng
+                infer_output_shape(self, input_shape)
             self.output_shape = _as_shape(self.compute_output_shape(input_shape))
         elif not _shapes_compatible(self.input_shape, input_shape):
             raise LayerShapeError(
