@@ -46,6 +46,91 @@ _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_./-]")
 _UNPINNED = ("to_numpy", "shape")
 
 
+# ------------------------------------------------------------ NN geometry
+# Pure Python, shared by the NN primitives. The rules are the contract's
+# (unidl.backend.NN_PRIMITIVES); TF's own "SAME" is the same rule (checked by
+# the conformance kit), so "valid" and "same" go to TF as strings and explicit
+# pairs as TF's explicit padding lists.
+
+def _pair(value: Any, name: str, op: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
+        raise ValueError(f"{op}: {name} must be a positive int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _resolve_padding(padding: Any, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                     dilation: Sequence[int], op: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """padding -> ((top, bottom), (left, right)) for an (H, W) image."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0), (0, 0)
+        if mode == "same":
+            pads = []
+            for n, k, s, d in zip(size, kernel, strides, dilation):
+                total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+                pads.append((total // 2, total - total // 2))
+            return pads[0], pads[1]
+        raise ValueError(f"{op}: padding must be 'valid', 'same' or ((top, bottom), (left, right)), got {padding!r}")
+    try:
+        pads = tuple(tuple(p) for p in padding)
+    except TypeError:
+        pads = ()
+    if len(pads) != 2 or not all(len(p) == 2 and all(isinstance(v, (int, np.integer)) and v >= 0 for v in p)
+                                 for p in pads):
+        raise ValueError(f"{op}: explicit padding must be ((top, bottom), (left, right)) with non-negative "
+                         f"ints, got {padding!r}")
+    (t, b), (l, r) = pads
+    return (int(t), int(b)), (int(l), int(r))
+
+
+def _transpose_geometry(padding: Any, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                        dilation: Sequence[int]):
+    """(H', W') and padding of conv2d_transpose's output: the input of the conv2d it is the
+    input-gradient of. That conv2d maps (H', W') back to ``size`` with this padding."""
+    full = tuple((n - 1) * s + (k - 1) * d + 1 for n, k, s, d in zip(size, kernel, strides, dilation))
+    if isinstance(padding, str):  # "same": size * strides; "valid": the full extent (other strings fail below)
+        out = tuple(n * s for n, s in zip(size, strides)) if padding.lower() == "same" else full
+    else:
+        explicit = _resolve_padding(padding, full, kernel, strides, dilation, "conv2d_transpose")
+        out = tuple(f - before - after for f, (before, after) in zip(full, explicit))
+    if min(out) < 1:
+        raise ValueError(f"conv2d_transpose: padding {padding!r} leaves an empty output {out}")
+    return out, _resolve_padding(padding, out, kernel, strides, dilation, "conv2d_transpose")
+
+
+def _tf_padding(padding: Any, pads) -> Any:
+    """TF's padding argument: its own "VALID"/"SAME" (the same rules) or an explicit NHWC list."""
+    if isinstance(padding, str):
+        return padding.upper()
+    (t, b), (l, r) = pads
+    return [[0, 0], [t, b], [l, r], [0, 0]]
+
+
+def _check_window(padded: Sequence[int], kernel: Sequence[int], dilation: Sequence[int], op: str) -> None:
+    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+    if any(n < e for n, e in zip(padded, extent)):
+        raise ValueError(f"{op}: the (padded) input {tuple(padded)} is smaller than the window {extent}")
+
+
+def _check_rank4(shape: Sequence[Any], what: str, op: str) -> None:
+    if len(shape) != 4:
+        raise ValueError(f"{op}: {what} must have 4 dimensions, got shape {tuple(shape)}")
+
+
+def _pool_geometry(shape: Sequence[Any], pool_size: Any, strides: Any, padding: Any, op: str):
+    """(window, strides, pads) of a pool; pads stay under the window so no window is all padding."""
+    _check_rank4(shape, "x (N, H, W, C)", op)
+    k = _pair(pool_size, "pool_size", op)
+    s = k if strides is None else _pair(strides, "strides", op)  # Keras: strides default to pool_size
+    pads = _resolve_padding(padding, shape[1:3], k, s, (1, 1), op)
+    if any(p >= kk for pair, kk in zip(pads, k) for p in pair):
+        raise ValueError(f"{op}: padding {pads} must be smaller than the pool size {k}")
+    _check_window((shape[1] + sum(pads[0]), shape[2] + sum(pads[1])), k, (1, 1), op)
+    return k, s, pads
+
+
 def _variable_name(name: str) -> str | None:
     """A TF-valid variable name: [A-Za-z0-9.][A-Za-z0-9_./-]* ('dense_1/kernel' stays as is)."""
     name = _BAD_NAME_CHARS.sub("_", name)
@@ -154,9 +239,16 @@ class TensorFlowBackend(Backend):
                              ("maximum", raw.Maximum), ("minimum", raw.Minimum),
                              ("equal", raw.Equal), ("not_equal", raw.NotEqual),
                              ("greater", raw.Greater), ("greater_equal", raw.GreaterEqual),
-                             ("less", raw.Less), ("less_equal", raw.LessEqual),
-                             ("matmul", raw.BatchMatMulV2)):  # BatchMatMulV2 broadcasts batch axes
+                             ("less", raw.Less), ("less_equal", raw.LessEqual)):
             setattr(self, name, binary(kernel))
+        batch_matmul = binary(raw.BatchMatMulV2)  # broadcasts batch axes
+
+        def matmul(a, b):
+            # MatMul is ~5x cheaper than BatchMatMulV2 for plain 2-D operands (Dense, RNN cells)
+            if type(a) in tensor_types and type(b) in tensor_types and len(a.shape) == 2 == len(b.shape):
+                return raw.MatMul(a=a, b=b)
+            return batch_matmul(a, b)
+        self.matmul = matmul
         self.divide = divide
         for name, kernel in (("negative", raw.Neg), ("abs", raw.Abs), ("sign", raw.Sign),
                              ("exp", raw.Exp), ("log", raw.Log), ("log1p", raw.Log1p),
@@ -390,6 +482,112 @@ class TensorFlowBackend(Backend):
                                   axis=ndim - 1, batch_dims=ndim - 1)
         return self.transpose(out, inverse)
 
+    # ------------------------------------------------ neural-network primitives
+    # NHWC and (kh, kw, in, out) kernels are TF's own layouts: no translation. Everything
+    # here works with an unknown batch size (inside a compiled step): only H, W and C are read.
+    def pad(self, x: Tensor, pad_width, value: float = 0.0) -> Tensor:
+        ndim = len(x.shape)
+        try:
+            widths = [list(p) for p in pad_width]
+        except TypeError:
+            widths = []
+        if len(widths) != ndim or not all(
+                len(p) == 2 and all(isinstance(v, (int, np.integer)) and v >= 0 for v in p) for p in widths):
+            raise ValueError(f"pad: pad_width must hold one (before, after) pair of non-negative ints for each "
+                             f"of the {ndim} axes, got {pad_width!r}")
+        widths = [[int(a), int(b)] for a, b in widths]
+        if not any(a or b for a, b in widths):
+            return x
+        return self.tf.pad(x, widths, constant_values=self.tf.constant(value, dtype=x.dtype))
+
+    def _dilated_kernel(self, kernel: Tensor, dilation: tuple[int, int]) -> Tensor:
+        """The kernel with dilation - 1 zero taps between its taps: ((kh-1)dh+1, (kw-1)dw+1, in, out).
+
+        TF's CPU kernels compute dilated convolutions forward but have no gradient for them
+        (Conv2DBackpropInput/Filter: "Current CPU implementations do not yet support dilation
+        rates larger than 1"), nor a dilated conv2d_transpose at all. An undilated convolution
+        with this kernel is the same sum, plus exact zeros; gradients reach the real taps
+        through reshape and pad. It costs (extent / kh)(extent / kw) times the multiplies.
+        """
+        tf = self.tf
+        (dh, dw), (kh, kw, ci, co) = dilation, self.shape(kernel)
+        stuffed = tf.pad(tf.reshape(kernel, (kh, 1, kw, 1, ci, co)),
+                         [[0, 0], [0, dh - 1], [0, 0], [0, dw - 1], [0, 0], [0, 0]])
+        stuffed = tf.reshape(stuffed, (kh * dh, kw * dw, ci, co))
+        return stuffed[:(kh - 1) * dh + 1, :(kw - 1) * dw + 1]
+
+    def conv2d(self, x: Tensor, kernel: Tensor, strides=(1, 1), padding="valid", dilation=(1, 1),
+               groups: int = 1) -> Tensor:
+        tf = self.tf
+        xs, ks = self.shape(x), self.shape(kernel)
+        _check_rank4(xs, "x (N, H, W, C)", "conv2d")
+        _check_rank4(ks, "kernel (kh, kw, C // groups, O)", "conv2d")
+        s, d = _pair(strides, "strides", "conv2d"), _pair(dilation, "dilation", "conv2d")
+        (kh, kw, cg, o), c, groups = ks, xs[3], int(groups)
+        if groups < 1 or c != cg * groups or o % groups:
+            raise ValueError(f"conv2d: x has {c} channels and the kernel shape is {ks}; with groups={groups} "
+                             "the kernel must be (kh, kw, C // groups, O) with C and O divisible by groups")
+        pads = _resolve_padding(padding, xs[1:3], (kh, kw), s, d, "conv2d")
+        _check_window((xs[1] + sum(pads[0]), xs[2] + sum(pads[1])), (kh, kw), d, "conv2d")
+        if d != (1, 1):
+            kernel = self._dilated_kernel(kernel, d)
+        tf_pad, tf_strides = _tf_padding(padding, pads), [1, s[0], s[1], 1]
+        if groups == 1:
+            return tf.nn.conv2d(x, kernel, tf_strides, tf_pad)
+        # TF's CPU kernels run a grouped conv2d forward but have no gradient for it
+        # ("Gradients for grouped convolutions are not supported on CPU"). Depthwise
+        # (groups == C) has its own op with gradients, for equal strides only; other
+        # groupings run group by group: output channels are group-major, as canonical.
+        if groups == c and s[0] == s[1]:
+            # Channel c's outputs are c * m ... c * m + m - 1, m = O // C: the depthwise order.
+            depthwise = tf.reshape(kernel, (*self.shape(kernel)[:2], c, o // c))
+            return tf.nn.depthwise_conv2d(x, depthwise, tf_strides, tf_pad)
+        return tf.concat([tf.nn.conv2d(xg, kg, tf_strides, tf_pad) for xg, kg in
+                          zip(tf.split(x, groups, axis=3), tf.split(kernel, groups, axis=3))], axis=3)
+
+    def conv2d_transpose(self, x: Tensor, kernel: Tensor, strides=(1, 1), padding="valid",
+                         dilation=(1, 1)) -> Tensor:
+        tf = self.tf
+        xs, ks = self.shape(x), self.shape(kernel)
+        _check_rank4(xs, "x (N, H, W, C)", "conv2d_transpose")
+        _check_rank4(ks, "kernel (kh, kw, O, C)", "conv2d_transpose")
+        s, d = _pair(strides, "strides", "conv2d_transpose"), _pair(dilation, "dilation", "conv2d_transpose")
+        (_, h, w, c), (kh, kw, o, kc) = xs, ks
+        if kc != c:
+            raise ValueError(f"conv2d_transpose: x has {c} channels but the kernel (kh, kw, O, C) is {ks}")
+        # TF's Conv2DBackpropInput is the contract's definition: the input-gradient of conv2d.
+        size, pads = _transpose_geometry(padding, (h, w), (kh, kw), s, d)
+        if d != (1, 1):
+            kernel = self._dilated_kernel(kernel, d)
+        # tf.shape, not a Python int: the batch size may be unknown inside a compiled step.
+        output_shape = tf.stack([tf.shape(x)[0], size[0], size[1], o])
+        return tf.nn.conv2d_transpose(x, kernel, output_shape, [1, s[0], s[1], 1], _tf_padding(padding, pads))
+
+    def max_pool2d(self, x: Tensor, pool_size, strides=None, padding="valid") -> Tensor:
+        tf = self.tf
+        k, s, pads = _pool_geometry(self.shape(x), pool_size, strides, padding, "max_pool2d")
+        if not isinstance(padding, str):  # explicit: -inf cells never win a window
+            x, padding = self.pad(x, ((0, 0), *pads, (0, 0)), value=-np.inf), "valid"
+        # TF's "SAME" pads with cells that never win, and its gradient (MaxPoolGrad, also
+        # oneDNN's in compiled graphs) goes to the first maximal cell of each window, row-major.
+        return tf.nn.max_pool2d(x, k, s, padding.upper())
+
+    def avg_pool2d(self, x: Tensor, pool_size, strides=None, padding="valid") -> Tensor:
+        tf = self.tf
+        k, s, pads = _pool_geometry(self.shape(x), pool_size, strides, padding, "avg_pool2d")
+        if isinstance(padding, str):  # TF's "SAME" divides by the cells inside the input, as the contract
+            return tf.nn.avg_pool2d(x, k, s, padding.upper())
+        # Explicit padding: the VALID mean over zero padding is sum / (kh kw); rescale each
+        # window to sum / (its count of input cells).
+        h, w = self.shape(x)[1:3]
+        mean = tf.nn.avg_pool2d(self.pad(x, ((0, 0), *pads, (0, 0))), k, s, "VALID")
+        counts = []
+        for n, kk, ss, (before, _), m in zip((h, w), k, s, pads, self.shape(mean)[1:3]):
+            start = np.arange(m) * ss - before
+            counts.append(np.minimum(start + kk, n) - np.maximum(start, 0))
+        scale = (k[0] * k[1]) / np.outer(*counts)[:, :, None]
+        return mean * tf.constant(scale, dtype=x.dtype)
+
     # ------------------------------------------------------ state, autodiff
     def variable(self, value, trainable: bool = True, name: str = "") -> Tensor:
         with self._place():
@@ -457,7 +655,9 @@ class TensorFlowBackend(Backend):
 
         specs = [tf.TensorSpec((None, *t.shape[1:]) if len(t.shape) else (), t.dtype) for t in tensors]
         with self._place():
-            return tf.function(flat_step).get_concrete_function(*specs)
+            # autograph off: the step has no tensor-dependent Python control flow to convert,
+            # and tracing is faster without rewriting every function it calls
+            return tf.function(flat_step, autograph=False).get_concrete_function(*specs)
 
     def _dense(self, grads: list) -> list:
         # A gather's gradient is a tf.IndexedSlices; callers get plain tensors of the variable's shape.

@@ -7,10 +7,14 @@ pooling, reshaping, merging, normalization, embedding, recurrent, wrappers.
 from .base import Input, InputLayer, Layer, LayerShapeError
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .embedding import Embedding
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
+from .normalization import BatchNormalization, LayerNormalization
+from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import Permute, UpSampling2D, ZeroPadding2D
+from .wrappers import Bidirectional, TimeDistributed
 
 # Keras's short aliases
 MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D = MaxPooling2D, AveragePooling2D, MaxPooling1D, AveragePooling1D
@@ -22,6 +26,7 @@ BUILTINS = {cls.__name__: cls for cls in (
     MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
     GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
     ZeroPadding2D, UpSampling2D, Permute,
+    BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
 )}
 
 __all__ = ["Layer", "Input", "InputLayer", "LayerShapeError", *BUILTINS,

@@ -28,7 +28,8 @@ class Embedding(Layer):
     Weights: embeddings of shape (input_dim, output_dim).
 
     Input shape: (batch, ...) of ids. Integer tensors are used as they are; floating
-    ones (the training loop may hand ids over in the compute dtype) are cast to int64.
+    ones (the training loop hands ids over in the compute dtype) are cast to int64,
+    which is exact for ids below 2**24 in float32 (2**53 in float64).
     Output shape: (batch, ..., output_dim).
 
     PyTorch's ``nn.Embedding`` stores the same (num_embeddings, embedding_dim) table

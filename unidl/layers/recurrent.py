@@ -1,11 +1,17 @@
 """Recurrent layers: SimpleRNN, LSTM and GRU, with Keras 3's weight layouts.
 
 Each loops over time in Python (one step per time index) and is vectorised
-over the batch and the units. The kernels are cut into their gate blocks once
-per call; each step multiplies the step's inputs and the previous state by
-them and applies the gates. The state starts at zero, which the first step
-uses by leaving the recurrent terms out (the same numbers, and no batch-sized
-zeros: the batch size may be unknown inside a compiled step).
+over the batch and the units. Each step takes its slice of the inputs, computes
+``x_t @ kernel + bias`` and ``h_{t-1} @ recurrent_kernel`` (one matmul each, all
+gates at once), then cuts the result into its gate blocks. The state starts
+at zero, which the first step uses by leaving the recurrent terms out (the
+same numbers, and no batch-sized zeros: the batch size may be unknown inside
+a compiled step).
+
+Why each step slices the raw inputs rather than a projection of all steps made
+up front: a gather's gradient is as large as its source, so slicing a
+projection that needs a gradient costs O(time^2) in the backward pass, while
+slicing the inputs of a first layer (no gradient) costs nothing there.
 """
 from __future__ import annotations
 
@@ -21,10 +27,10 @@ class _Recurrent(Layer):
     """Shared by SimpleRNN, LSTM and GRU: argument checks, the time loop, shapes and config.
 
     A subclass sets ``_gates`` (gate blocks in the kernel's columns) and ``_n_states``,
-    and implements ``build`` and ``_step(projected, recurrent, states) -> (output, new_states)``.
-    ``projected`` holds one (batch, units) tensor per gate, ``x_t @ kernel_k + bias_k``;
-    ``recurrent`` likewise ``h_{t-1} @ recurrent_kernel_k`` (plus the GRU's recurrent
-    bias), or None when there is nothing to add; ``states`` is None on the first step.
+    and implements ``build`` and ``_step(projected, recurrent, states) -> (output, new_states)``:
+    ``projected`` is ``x_t @ kernel + input bias`` (batch, gates * units); ``recurrent`` is
+    ``h_{t-1} @ recurrent_kernel`` plus the recurrent bias (GRU), or None when there is
+    nothing to add (first step); ``states`` is None on the first step.
     """
 
     _gates = 1
@@ -87,7 +93,7 @@ class _Recurrent(Layer):
 
     # -------------------------------------------------------------- call
     def _split(self, z):
-        """(..., gates * units) -> one (..., units) tensor per gate, in kernel column order."""
+        """(batch, gates * units) or (gates * units,) -> one tensor per gate, in kernel column order."""
         if self._gates == 1:
             return [z]
         blocks = ops.reshape(z, (-1, self._gates, self.units))
@@ -104,8 +110,6 @@ class _Recurrent(Layer):
         input_bias, recurrent_bias = self._biases()
         states, outputs = None, []
         for t in (range(steps - 1, -1, -1) if self.go_backwards else range(steps)):
-            # Slicing the raw inputs (not a precomputed projection) keeps the backward pass
-            # linear in time when the inputs need no gradient: a gather's gradient is input-sized.
             projected = ops.matmul(ops.take(inputs, t, axis=1), self.kernel)
             if input_bias is not None:
                 projected = ops.add(projected, input_bias)

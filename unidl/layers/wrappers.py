@@ -12,40 +12,36 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..naming import lookup
 from .base import Layer, Shape, _snake_case
 
 
 def serialize_layer(layer: Layer) -> dict[str, Any]:
     """``{"class_name", "config"}`` of a layer: what ``deserialize_layer`` turns back into one."""
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    from ..saving import serialize_layer as serialize
+    return serialize(layer)
 
 
 def deserialize_layer(spec) -> Layer:
     """A Layer from ``{"class_name", "config"}`` (a Layer instance passes through).
 
-    The class is looked up among unidl's layers, then plugin-registered ones.
+    Uses unidl.saving's lookup: custom objects in scope, built-in layers, then plugin layers.
     """
     if isinstance(spec, Layer):
         return spec
     if not (isinstance(spec, dict) and "class_name" in spec):
         raise TypeError(f"expected a unidl layer or a dict {{'class_name': ..., 'config': ...}}, got {spec!r}")
-    from . import BUILTINS
-    from .embedding import Embedding
-    from .normalization import BatchNormalization, LayerNormalization
-    from .recurrent import GRU, LSTM, SimpleRNN
-    known = {**BUILTINS, **{cls.__name__: cls for cls in (
-        Embedding, BatchNormalization, LayerNormalization, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed)}}
-    cls = lookup("layers", spec["class_name"], {name.lower(): c for name, c in known.items()})
-    return cls(**spec.get("config", {}))
+    from ..saving import deserialize_layer as deserialize
+    return deserialize(spec)
 
 
 class _Wrapper(Layer):
     """Base of wrappers: the inner layers' weights count as the wrapper's own."""
 
     def _adopt(self, layer: Layer, name: str, input_shape: Shape):
-        """Name and build an inner layer with this layer's generator; return its output shape."""
-        layer.name = name
+        """Name an inner layer ``<wrapper>/<name>`` (weight names stay unique in a model), build it
+        with this layer's generator, and return its output shape."""
+        prefix = f"{self.name}/"
+        layer.name = name if name.startswith(prefix) else prefix + name
         output_shape = layer.build_for(input_shape, self._rng)
         self._weights.extend(w for w in layer.weights if all(w is not mine for mine in self._weights))
         return output_shape
@@ -123,10 +119,8 @@ class Bidirectional(_Wrapper):
         return [self.forward_layer, self.backward_layer]
 
     def build(self, input_shape: Shape) -> None:
-        base = _snake_case(type(self.forward_layer).__name__)
-        self._adopt(self.forward_layer, f"{self.name}/forward_{base}", input_shape)
-        self._adopt(self.backward_layer, f"{self.name}/backward_{_snake_case(type(self.backward_layer).__name__)}",
-                    input_shape)
+        self._adopt(self.forward_layer, f"forward_{_snake_case(type(self.forward_layer).__name__)}", input_shape)
+        self._adopt(self.backward_layer, f"backward_{_snake_case(type(self.backward_layer).__name__)}", input_shape)
 
     def call(self, inputs, training: bool = False):
         forward = self.forward_layer(inputs, training=training)
@@ -214,8 +208,7 @@ class TimeDistributed(_Wrapper):
         if len(input_shape) < 3:
             raise ValueError(f"TimeDistributed {self.name!r} expects inputs of rank >= 3 (batch, time, ...), "
                              f"got input shape {input_shape}")
-        base = self.layer.name or _snake_case(type(self.layer).__name__)
-        self._adopt(self.layer, f"{self.name}/{base}", (None, *input_shape[2:]))
+        self._adopt(self.layer, self.layer.name or _snake_case(type(self.layer).__name__), (None, *input_shape[2:]))
 
     def call(self, inputs, training: bool = False):
         shape = ops.shape(inputs)  # shape[0], the batch size, may be unknown: only -1 stands for it
@@ -228,4 +221,8 @@ class TimeDistributed(_Wrapper):
         return (input_shape[0], input_shape[1], *inner[1:])
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "layer": serialize_layer(self.layer)}
+        layer = serialize_layer(self.layer)
+        name, prefix = layer["config"].get("name"), f"{self.name}/"
+        if name and name.startswith(prefix):  # the wrapper adds its prefix again when it builds
+            layer["config"]["name"] = name[len(prefix):]
+        return {**super().get_config(), "layer": layer}

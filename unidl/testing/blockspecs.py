@@ -380,6 +380,13 @@ _LAYER_CASES: list[LayerCase] = [
     _case("BatchNormalization", "inference", (), {}, F(6, 4)),
     _case("BatchNormalization", "training", (), {"momentum": 0.9}, F(6, 4), training=True),
     _case("LayerNormalization", "basic", (), {}, F(5, 4)),
+    # Recurrent layers: small sizes, a few steps (TF eager runs them step by step).
+    _case("SimpleRNN", "last", (3,), {}, F(2, 4, 3)),
+    _case("LSTM", "sequences", (3,), {"return_sequences": True}, F(2, 4, 3)),
+    _case("GRU", "backwards", (3,), {"go_backwards": True}, F(2, 4, 3)),
+    # Wrapped layers are given as configs, so every build makes a fresh inner layer.
+    _case("Bidirectional", "lstm", ({"class_name": "LSTM", "config": {"units": 2}},), {}, F(2, 3, 3)),
+    _case("TimeDistributed", "dense", ({"class_name": "Dense", "config": {"units": 2}},), {}, F(2, 3, 4)),
 ]
 
 LAYERS: list[LayerCase] = [c for c in _LAYER_CASES if c.item in layers.BUILTINS]
