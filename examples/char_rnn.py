@@ -85,8 +85,9 @@ def generate(model: unidl.Model, vocab: list[str], seed_text: str, length: int =
 
 
 def main(backend: str = "numpy", epochs: int = 20, verbose: int = 0, seed: int = 0,
-         kinds=("rnn", "lstm")) -> dict:
+         kinds=("rnn", "lstm"), max_samples: int | None = None) -> dict:
     x, y, vocab = make_data()
+    x, y = x[:max_samples], y[:max_samples]
     results = {}
     for kind in kinds:
         model = build_model(kind, len(vocab), seed)

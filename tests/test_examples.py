@@ -62,3 +62,12 @@ def test_saliency_writes_a_png(tmp_path):
     result = module.main("numpy", epochs=1, out=str(out), count=3)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["maps"].shape == (3, 8, 8) and np.all(result["maps"] >= 0) and result["maps"].max() > 0
+
+
+def test_char_rnn_custom_layer_and_lstm_agree():
+    module = load_example("char_rnn")
+    results = {backend: module.main(backend, epochs=1, max_samples=192) for backend in BACKENDS}
+    for backend in BACKENDS[1:]:
+        for kind in ("rnn", "lstm"):
+            check_close("loss", results[backend][kind]["loss"], results["numpy"][kind]["loss"], 0,
+                        f"char_rnn {kind} on {backend}")
