@@ -1,6 +1,6 @@
 """``unidl bench``: unidl against hand-written native training loops, side by side.
 
-For each model (an MLP 784-256-256-10; the CNN once Conv2D exists) and each
+For each model (an MLP 784-256-256-10 and a small CNN, see ``DESCRIPTIONS``) and each
 installed backend, one *case* trains one epoch of ``--steps`` batches of
 ``--batch-size`` with Adam after a warm-up epoch, ``--repeats`` times:
 
@@ -32,17 +32,25 @@ import time
 
 import numpy as np
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "cnn")
+DEFAULT_STEPS = {"mlp": 200, "cnn": 50}
 HIDDEN = 256
 
 
 # ----------------------------------------------------------------- the data
 
-def make_data(steps: int, batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_data(model: str, steps: int, batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = rng.random((steps * batch_size, 784), dtype=np.float32)
+    shape = (784,) if model == "mlp" else (28, 28, 1)
+    x = rng.random((steps * batch_size, *shape), dtype=np.float32)
     y = rng.integers(0, 10, size=steps * batch_size).astype(np.int64)
     return x, y
+
+
+DESCRIPTIONS = {
+    "mlp": f"MLP 784-{HIDDEN}-{HIDDEN}-10",
+    "cnn": "CNN 28x28x1: Conv 32 3x3 relu, pool 2, Conv 64 3x3 relu, pool 2, Dense 128 relu, Dense 10",
+}
 
 
 def _rss_mb() -> float:
@@ -52,14 +60,22 @@ def _rss_mb() -> float:
 
 # ---------------------------------------------------------------- the cases
 
-def run_unidl(backend: str, x, y, batch_size: int, repeats: int, device: str | None):
+def unidl_model(name: str):
     import unidl
     from unidl import layers
-    model = unidl.Sequential([
-        layers.Dense(HIDDEN, activation="relu", input_shape=(784,)),
-        layers.Dense(HIDDEN, activation="relu"),
-        layers.Dense(10),
-    ], seed=0)
+    if name == "mlp":
+        stack = [layers.Dense(HIDDEN, activation="relu", input_shape=(784,)),
+                 layers.Dense(HIDDEN, activation="relu"), layers.Dense(10)]
+    else:
+        stack = [layers.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
+                 layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
+                 layers.Dense(128, activation="relu"), layers.Dense(10)]
+    return unidl.Sequential(stack, seed=0)
+
+
+def run_unidl(model_name: str, backend: str, x, y, batch_size: int, repeats: int, device: str | None):
+    import unidl
+    model = unidl_model(model_name)
     model.compile(optimizer="adam", loss=unidl.losses.SparseCategoricalCrossentropy(from_logits=True),
                   backend=backend, device=device)
     times = []
@@ -71,14 +87,24 @@ def run_unidl(backend: str, x, y, batch_size: int, repeats: int, device: str | N
     return times[1:]
 
 
-def run_native_torch(x, y, batch_size: int, repeats: int, device: str | None):
+def torch_model(name: str):
+    import torch
+    nn = torch.nn
+    torch.manual_seed(0)
+    if name == "mlp":
+        return nn.Sequential(nn.Linear(784, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+                             nn.Linear(HIDDEN, 10))
+    # NCHW, torch's own layout: the hand-written loop a torch user writes
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def run_native_torch(model_name: str, x, y, batch_size: int, repeats: int, device: str | None):
     import torch
     device = device or "cpu"
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(784, HIDDEN), torch.nn.ReLU(),
-        torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(),
-        torch.nn.Linear(HIDDEN, 10)).to(device)
+    model = torch_model(model_name).to(device)
+    if model_name == "cnn":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # the data a torch user has: NCHW
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
@@ -99,28 +125,43 @@ def run_native_torch(x, y, batch_size: int, repeats: int, device: str | None):
     return times[1:]
 
 
-def run_native_tensorflow(x, y, batch_size: int, repeats: int, device: str | None):
+def run_native_tensorflow(model_name: str, x, y, batch_size: int, repeats: int, device: str | None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     rng = np.random.default_rng(0)
 
     def glorot(shape):
-        limit = np.sqrt(6 / sum(shape))
+        fan_in, fan_out = np.prod(shape[:-1]), shape[-1] * (np.prod(shape[:-2]) if len(shape) > 2 else 1)
+        limit = np.sqrt(6 / (fan_in + fan_out))
         return tf.Variable(rng.uniform(-limit, limit, shape).astype(np.float32))
-    sizes = [784, HIDDEN, HIDDEN, 10]
-    weights = [(glorot((a, b)), tf.Variable(tf.zeros(b))) for a, b in zip(sizes[:-1], sizes[1:])]
-    variables = [v for pair in weights for v in pair]
+
+    if model_name == "mlp":
+        sizes = [784, HIDDEN, HIDDEN, 10]
+        dense = [(glorot((a, b)), tf.Variable(tf.zeros(b))) for a, b in zip(sizes[:-1], sizes[1:])]
+        convs = []
+    else:
+        convs = [(glorot((3, 3, 1, 32)), tf.Variable(tf.zeros(32))), (glorot((3, 3, 32, 64)), tf.Variable(tf.zeros(64)))]
+        dense = [(glorot((1600, 128)), tf.Variable(tf.zeros(128))), (glorot((128, 10)), tf.Variable(tf.zeros(10)))]
+    variables = [v for pair in convs + dense for v in pair]
     optimizer = _TfAdam(variables)
+
+    def forward(h):
+        for w, b in convs:
+            h = tf.nn.relu(tf.nn.conv2d(h, w, 1, "VALID") + b)
+            h = tf.nn.max_pool2d(h, 2, 2, "VALID")
+        if convs:
+            h = tf.reshape(h, (-1, 1600))
+        for i, (w, b) in enumerate(dense):
+            h = tf.matmul(h, w) + b
+            if i < len(dense) - 1:
+                h = tf.nn.relu(h)
+        return h
 
     @tf.function(reduce_retracing=True)
     def step(xb, yb):
         with tf.GradientTape() as tape:
-            h = xb
-            for i, (w, b) in enumerate(weights):
-                h = tf.matmul(h, w) + b
-                if i < len(weights) - 1:
-                    h = tf.nn.relu(h)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=h))
+            logits = forward(xb)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=logits))
         optimizer.apply(tape.gradient(loss, variables))
         return loss
 
@@ -155,20 +196,20 @@ class _TfAdam:
             var.assign_sub(lr_t * m / (tf.sqrt(v) + self.eps))
 
 
-def run_case(case: str, steps: int, batch_size: int, repeats: int, device: str | None) -> dict:
+def run_case(model: str, case: str, steps: int, batch_size: int, repeats: int, device: str | None) -> dict:
     """Run one case in this process; returns its timings and memory."""
-    x, y = make_data(steps, batch_size)
+    x, y = make_data(model, steps, batch_size)
     kind, name = case.split("/")
     # Import the framework before the baseline so its own footprint is not counted.
     if name in ("torch", "tensorflow"):
         __import__(name)
     baseline = _rss_mb()
     if kind == "unidl":
-        times = run_unidl(name, x, y, batch_size, repeats, device)
+        times = run_unidl(model, name, x, y, batch_size, repeats, device)
     elif name == "torch":
-        times = run_native_torch(x, y, batch_size, repeats, device)
+        times = run_native_torch(model, x, y, batch_size, repeats, device)
     else:
-        times = run_native_tensorflow(x, y, batch_size, repeats, device)
+        times = run_native_tensorflow(model, x, y, batch_size, repeats, device)
     result = {"case": case, "ms_per_step": [t * 1e3 / steps for t in times], "peak_mb": _rss_mb() - baseline}
     if device and device.startswith("cuda") and name == "torch":
         import torch
@@ -192,10 +233,10 @@ def _ratio(rows: dict, a: str, b: str) -> str:
     return ""
 
 
-def report(results: dict[str, list[float]], peaks: dict[str, float], steps: int, batch_size: int,
+def report(model: str, results: dict[str, list[float]], peaks: dict[str, float], steps: int, batch_size: int,
            device: str | None) -> str:
     medians = {case: statistics.median(v) for case, v in results.items()}
-    lines = [f"MLP 784-{HIDDEN}-{HIDDEN}-10, batch {batch_size}, Adam, {steps} steps/epoch, device "
+    lines = [f"{DESCRIPTIONS[model]}, batch {batch_size}, Adam, {steps} steps/epoch, device "
              f"{device or 'cpu'}; machine: {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}",
              f"{'case':<20} {'ms/step (median)':>17} {'min':>8} {'max':>8} {'vs native':>10} {'peak MB':>9}"]
@@ -212,7 +253,9 @@ def report(results: dict[str, list[float]], peaks: dict[str, float], steps: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unidl bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=200, help="batches per epoch (default 200)")
+    parser.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp, cnn (default both)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="batches per epoch (default 200 for the MLP, 50 for the CNN)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per case and round")
     parser.add_argument("--rounds", type=int, default=2, help="round-robin passes over the cases")
@@ -221,36 +264,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the raw results to this file")
     parser.add_argument("--run-case", default=None, help=argparse.SUPPRESS)  # internal: one subprocess
     args = parser.parse_args(argv)
+    models = args.models.split(",")
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        parser.error(f"unknown model(s) {sorted(unknown)}; choose from {list(MODELS)}")
 
     if args.run_case:
-        print(json.dumps(run_case(args.run_case, args.steps, args.batch_size, args.repeats, args.device)))
+        model = models[0]
+        steps = args.steps or DEFAULT_STEPS[model]
+        print(json.dumps(run_case(model, args.run_case, steps, args.batch_size, args.repeats, args.device)))
         return 0
 
     cases = args.cases.split(",") if args.cases else available_cases()
     if args.device and args.device.startswith("cuda"):
         cases = [c for c in cases if c.endswith("/torch")]
-    results: dict[str, list[float]] = {c: [] for c in cases}
-    peaks: dict[str, float] = {}
-    for round_ in range(args.rounds):
-        for case in cases:
-            cmd = [sys.executable, "-m", "unidl.bench", "--run-case", case, "--steps", str(args.steps),
-                   "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
-            if args.device:
-                cmd += ["--device", args.device]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(f"case {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-                return 1
-            out = json.loads(proc.stdout.strip().splitlines()[-1])
-            results[case] += out["ms_per_step"]
-            peaks[case] = max(peaks.get(case, 0.0), out.get("cuda_peak_mb", out["peak_mb"]))
-            print(f"round {round_ + 1}/{args.rounds} {case}: "
-                  f"{statistics.median(out['ms_per_step']):.3f} ms/step", file=sys.stderr)
-    text = report(results, peaks, args.steps, args.batch_size, args.device)
-    print(text)
+    tables, raw = [], {}
+    for model in models:
+        steps = args.steps or DEFAULT_STEPS[model]
+        results: dict[str, list[float]] = {c: [] for c in cases}
+        peaks: dict[str, float] = {}
+        for round_ in range(args.rounds):
+            for case in cases:
+                cmd = [sys.executable, "-m", "unidl.bench", "--run-case", case, "--models", model,
+                       "--steps", str(steps), "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
+                if args.device:
+                    cmd += ["--device", args.device]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(f"case {model} {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                    return 1
+                out = json.loads(proc.stdout.strip().splitlines()[-1])
+                results[case] += out["ms_per_step"]
+                peaks[case] = max(peaks.get(case, 0.0), out.get("cuda_peak_mb", out["peak_mb"]))
+                print(f"round {round_ + 1}/{args.rounds} {model} {case}: "
+                      f"{statistics.median(out['ms_per_step']):.3f} ms/step", file=sys.stderr)
+        tables.append(report(model, results, peaks, steps, args.batch_size, args.device))
+        raw[model] = {"results": results, "peak_mb": peaks}
+        print(tables[-1] + "\n", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "peak_mb": peaks, "table": text}, f, indent=2)
+            json.dump({**raw, "tables": tables}, f, indent=2)
     return 0
 
 
