@@ -4,6 +4,7 @@ The data is synthetic (a smooth non-linear function of 10 features plus noise),
 split 80/20 into training and validation by ``validation_split``.
 
     python examples/deep_regression.py --backend torch --epochs 50
+    unidl compare examples/deep_regression.py     # the same model on every backend, side by side
 """
 from __future__ import annotations
 
@@ -23,14 +24,24 @@ def make_data(n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y.astype("float32").reshape(-1, 1)
 
 
-def main(backend: str = "numpy", epochs: int = 50, verbose: int = 2, seed: int = 0) -> dict:
-    x, y = make_data(seed=seed)
-    model = unidl.Sequential([
+def build_model(seed: int = 0) -> unidl.Model:
+    """The uncompiled model (``unidl compare`` looks for this name)."""
+    return unidl.Sequential([
         layers.Dense(64, activation="relu", input_dim=10),
         layers.Dense(64, activation="relu"),
         layers.Dense(1),
     ], seed=seed)
-    model.compile(optimizer="adam", loss="mse", metrics=["mae"], backend=backend)
+
+
+def compile_kwargs() -> dict:
+    """What ``main`` passes to ``compile`` besides the backend (``unidl compare`` uses it too)."""
+    return {"optimizer": "adam", "loss": "mse", "metrics": ["mae"]}
+
+
+def main(backend: str = "numpy", epochs: int = 50, verbose: int = 2, seed: int = 0) -> dict:
+    x, y = make_data(seed=seed)
+    model = build_model(seed)
+    model.compile(**compile_kwargs(), backend=backend)
     history = model.fit(x, y, epochs=epochs, batch_size=32, validation_split=0.2, verbose=verbose)
     if verbose:
         model.summary()

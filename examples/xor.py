@@ -3,6 +3,7 @@
 Dense(10, relu) -> Dense(1, sigmoid), binary cross-entropy, 1000 epochs.
 
     python examples/xor.py --backend tensorflow
+    unidl compare examples/xor.py         # the same model on every backend, side by side
 """
 from __future__ import annotations
 
@@ -17,13 +18,27 @@ X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype="float32")
 Y = np.array([[0], [1], [1], [0]], dtype="float32")
 
 
-def main(backend: str = "numpy", epochs: int = 1000, verbose: int = 0, seed: int = 0) -> dict:
-    model = unidl.Sequential([
+def make_data() -> tuple[np.ndarray, np.ndarray]:
+    return X, Y
+
+
+def build_model(seed: int = 0) -> unidl.Model:
+    """The uncompiled model (``unidl compare`` looks for this name)."""
+    return unidl.Sequential([
         layers.Dense(10, activation="relu", input_shape=(2,)),
         layers.Dense(1, activation="sigmoid"),
     ], seed=seed)
-    model.compile(optimizer=unidl.optimizers.Adam(learning_rate=0.01), loss="binary_crossentropy",
-                  metrics=["accuracy"], backend=backend)
+
+
+def compile_kwargs() -> dict:
+    """What ``main`` passes to ``compile`` besides the backend (``unidl compare`` uses it too)."""
+    return {"optimizer": unidl.optimizers.Adam(learning_rate=0.01), "loss": "binary_crossentropy",
+            "metrics": ["accuracy"]}
+
+
+def main(backend: str = "numpy", epochs: int = 1000, verbose: int = 0, seed: int = 0) -> dict:
+    model = build_model(seed)
+    model.compile(**compile_kwargs(), backend=backend)
     history = model.fit(X, Y, epochs=epochs, verbose=verbose)
     loss, accuracy = model.evaluate(X, Y, verbose=0)
     probabilities = model.predict(X).ravel()

@@ -9,8 +9,8 @@ installed backend, one *case* trains one epoch of ``--steps`` batches of
 * ``native/tensorflow``: a ``tf.function`` train step over ``tf.Variable`` s.
 
 Every case runs in its own subprocess, so each reports its own peak memory
-(resident set size growth over the process after imports, or CUDA peak
-allocation) and no framework's thread pools disturb another's. Cases are run
+(peak resident set during training minus the resident set before it, with the
+framework imported: Linux's VmHWM, reset at that point; or CUDA's peak allocation) and no framework's thread pools disturb another's. Cases are run
 round-robin ``--rounds`` times and the median ms/step is reported, with the
 ratio to the native loop of the same framework (target: <= 1.05) and, for
 the NumPy backend, to native torch (target: <= 1.5).
@@ -51,6 +51,28 @@ DESCRIPTIONS = {
     "mlp": f"MLP 784-{HIDDEN}-{HIDDEN}-10",
     "cnn": "CNN 28x28x1: Conv 32 3x3 relu, pool 2, Conv 64 3x3 relu, pool 2, Dense 128 relu, Dense 10",
 }
+
+
+def _proc_status_mb(field_name: str) -> float | None:
+    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB; None where there is no /proc."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS to its current RSS (Linux >= 4.0: clear_refs 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _proc_status_mb("VmHWM") is not None
+    except OSError:
+        return False
 
 
 def _rss_mb() -> float:
@@ -200,17 +222,20 @@ def run_case(model: str, case: str, steps: int, batch_size: int, repeats: int, d
     """Run one case in this process; returns its timings and memory."""
     x, y = make_data(model, steps, batch_size)
     kind, name = case.split("/")
-    # Import the framework before the baseline so its own footprint is not counted.
+    # Import the framework before the baseline so its own footprint is not counted. On Linux the
+    # peak (VmHWM) is reset there; ru_maxrss cannot be reset and is inherited from the parent.
     if name in ("torch", "tensorflow"):
         __import__(name)
-    baseline = _rss_mb()
+    use_proc = _reset_peak_rss()
+    baseline = _proc_status_mb("VmRSS") if use_proc else _rss_mb()
     if kind == "unidl":
         times = run_unidl(model, name, x, y, batch_size, repeats, device)
     elif name == "torch":
         times = run_native_torch(model, x, y, batch_size, repeats, device)
     else:
         times = run_native_tensorflow(model, x, y, batch_size, repeats, device)
-    result = {"case": case, "ms_per_step": [t * 1e3 / steps for t in times], "peak_mb": _rss_mb() - baseline}
+    peak = _proc_status_mb("VmHWM") if use_proc else _rss_mb()
+    result = {"case": case, "ms_per_step": [t * 1e3 / steps for t in times], "peak_mb": peak - baseline}
     if device and device.startswith("cuda") and name == "torch":
         import torch
         result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

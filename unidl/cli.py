@@ -5,11 +5,12 @@
     unidl --version
     unidl backends [--json] [--strict] [--devices]
     unidl bench [--steps N] [--device cuda] [--json FILE]
+    unidl compare MODEL [--backends numpy,torch] [--steps N] [--json] [--plot out.png] [--fail-above TOL]
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its
 arguments and sets ``handler``, plus the handler itself, which takes the parsed
-arguments and returns the exit status. To add a subcommand (``bench`` and
-``compare`` are planned), write that pair and list the first in ``_SUBCOMMANDS``.
+arguments and returns the exit status. To add a subcommand, write that pair and
+list the first in ``_SUBCOMMANDS``.
 
 Listing backends never imports a framework: it reads entry points, calls the
 registration hooks and asks ``importlib`` whether each framework could be
@@ -129,9 +130,111 @@ def _run_bench(args: argparse.Namespace) -> int:
     return bench.main(args.bench_args)
 
 
+# ----------------------------------------------------------- unidl compare
+
+
+def _tolerance_arg(text: str) -> float | None:
+    """--fail-above: a number, or 'auto' for the named tolerances of CONVENTIONS.md."""
+    if text.lower() in ("auto", "named"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 1e-4, or 'auto'; got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"the tolerance must be >= 0, got {text!r}")
+    return value
+
+
+def _add_compare(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="run one model on several backends from the same weights; report where the numbers differ",
+        description="Run one model on several backends from the same initial weights and the same batches, "
+                    "and report, against the reference backend: each layer's output and the first layer "
+                    "that diverges, each parameter's gradient, the loss and metric curves of a few training "
+                    "steps and the final weights; then ms/step and peak memory per backend, each measured "
+                    "in its own subprocess.",
+        epilog="MODEL is a Python file or module exposing a factory that returns an uncompiled model "
+               "(examples/xor.py, model.py:make_net, mypkg.models:make) or a built-in example "
+               "(regression_mlp, xor, deep_regression, binary_classifier). The factory defaults to "
+               "build_model, the data to the same module's make_data, the optimizer/loss/metrics to its "
+               "compile_kwargs(). Exit status: 0, or 1 with --fail-above when a backend disagrees or fails, "
+               "2 for bad arguments.")
+    p.add_argument("model", metavar="MODEL", help="file.py[:factory], pkg.module[:factory] or an example name")
+    p.add_argument("--data", metavar="SPEC", help="data factory returning (x, y) (default: MODEL's make_data)")
+    p.add_argument("--backends", metavar="LIST",
+                   help="comma-separated backends (default: every installed backend, plugins included)")
+    p.add_argument("--reference", default="numpy", help="the backend the others are compared with (numpy)")
+    p.add_argument("--reference-dtype", default="float64", choices=("float32", "float64"),
+                   help="the reference's dtype (float64)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="the compared backends' dtype (float32)")
+    p.add_argument("--steps", type=int, default=20, help="training steps to compare (20)")
+    p.add_argument("--epochs", type=int, default=None, help="train whole epochs instead of --steps")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size; the first batch is the probe (32)")
+    p.add_argument("--device", default=None, help="device for the torch backend, e.g. cuda or cuda:1")
+    p.add_argument("--seed", type=int, default=0, help="seed given to factories that take one (0)")
+    p.add_argument("--loss", default=None, help="loss name, overriding the module's compile_kwargs()")
+    p.add_argument("--optimizer", default=None, help="optimizer name, overriding compile_kwargs()")
+    p.add_argument("--metrics", default=None, help="comma-separated metric names, overriding compile_kwargs()")
+    p.add_argument("--no-speed", action="store_true", help="skip timing and memory (faster)")
+    p.add_argument("--repeats", type=int, default=5, help="timed epochs per backend; the median is shown (5)")
+    p.add_argument("--timing-steps", type=int, default=None, help="steps per timed epoch (max(--steps, 50))")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="write the loss and metric curves to this PNG (needs matplotlib)")
+    p.add_argument("--plain", action="store_true",
+                   help="plain-text tables even on a terminal with rich installed (pipes always get plain text)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--fail-above", type=_tolerance_arg, default=False, metavar="TOL",
+                   help="exit 1 when a value differs by more than TOL (|a-r| > TOL*(1+|r|)) or a backend "
+                        "fails; 'auto' uses the named tolerances for the dtype")
+    p.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    import os
+    from .compare import MATPLOTLIB_MISSING, CompareError, compare, matplotlib_available
+    if os.getcwd() not in sys.path:  # `unidl compare mypkg.models:make` from the project's directory
+        sys.path.insert(0, os.getcwd())
+    if args.plot and not matplotlib_available():
+        print(f"unidl compare: {MATPLOTLIB_MISSING}", file=sys.stderr)
+        return 2
+    overrides = {"loss": args.loss, "optimizer": args.optimizer,
+                 "metrics": [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None}
+    progress = None if args.quiet else (lambda msg: print(f"unidl compare: {msg}", file=sys.stderr, flush=True))
+    try:
+        report = compare(
+            args.model, args.data, backends=args.backends, reference=args.reference,
+            reference_dtype=args.reference_dtype, dtype=args.dtype, steps=args.steps, epochs=args.epochs,
+            batch_size=args.batch_size, device=args.device, seed=args.seed,
+            compile={k: v for k, v in overrides.items() if v is not None}, speed=not args.no_speed,
+            repeats=args.repeats, timing_steps=args.timing_steps, progress=progress)
+    except (CompareError, ValueError, registry.UnknownBackendError) as exc:
+        print(f"unidl compare: {exc}", file=sys.stderr)
+        return 2
+    tol = None if args.fail_above is False else args.fail_above
+    if args.json:
+        out = report.to_dict()
+        if tol is not None:
+            out["fail_above"] = tol
+            out["passed_fail_above"] = report.passed(tol)
+        print(json.dumps(out, indent=2))
+    else:
+        report.print(tol, plain=True if args.plain else None)
+    if args.plot:
+        path = report.plot(args.plot)
+        if progress:
+            progress(f"curves written to {path}")
+    if args.fail_above is not False and not report.passed(tol):
+        return 1
+    return 0
+
+
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS: tuple[Callable, ...] = (_add_backends, _add_bench)
+_SUBCOMMANDS: tuple[Callable, ...] = (_add_backends, _add_bench, _add_compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
