@@ -24,6 +24,7 @@ How the tape works:
 """
 from __future__ import annotations
 
+import builtins
 import contextvars
 import math
 from typing import Any, Callable, Sequence
@@ -629,3 +630,311 @@ def cast(x, dtype: str) -> Tensor:
     def backward(g):  # identity, cast back to the input's precision
         return (g.astype(xd.dtype, copy=False),)
     return _result(out, (x,), backward)
+
+
+# ================================================================ neural-network ops
+# NHWC images; conv kernels (kh, kw, in // groups, out); padding "valid", "same" or
+# ((top, bottom), (left, right)) as in unidl.backend.NN_PRIMITIVES.
+#
+# Every op below loops over the kh*kw kernel (or pool window) positions and nothing
+# else: position (i, j) of the kernel meets a strided view of the padded input (one
+# cell per output position), so each step is one BLAS matmul (convolutions) or one
+# elementwise op (pools) over the whole batch and every channel. This keeps memory at
+# one input-sized block per step, where a full im2col matrix would take kh*kw times
+# the input, and measured no slower. The backward rules reuse the same views.
+# (This module's own max, min and sum are ops: plain Python ones are spelled builtins.max.)
+
+def _pair(value: Any, name: str, op: str) -> tuple[int, int]:
+    """An int or a pair of ints, each >= 1 -> (height, width)."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
+        raise ValueError(f"{op}: {name} must be a positive int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _same_pads(n: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """The canonical "same" padding of one axis: the extra cell, if any, goes after."""
+    total = builtins.max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def _resolve_padding(padding: Any, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                     dilation: Sequence[int], op: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``padding`` of an (H, W) image -> ((top, bottom), (left, right))."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0), (0, 0)
+        if mode == "same":
+            return tuple(_same_pads(*a) for a in zip(size, kernel, strides, dilation))  # type: ignore[return-value]
+        raise ValueError(f"{op}: padding must be 'valid', 'same' or ((top, bottom), (left, right)), got {padding!r}")
+    try:
+        pads = tuple(tuple(p) for p in padding)
+    except TypeError:
+        pads = ()
+    if len(pads) != 2 or not all(len(p) == 2 and all(isinstance(v, (int, np.integer)) and v >= 0 for v in p)
+                                 for p in pads):
+        raise ValueError(f"{op}: explicit padding must be ((top, bottom), (left, right)) with non-negative "
+                         f"ints, got {padding!r}")
+    return tuple((int(a), int(b)) for a, b in pads)  # type: ignore[return-value]
+
+
+def _out_size(padded: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int],
+              op: str) -> tuple[int, int]:
+    """Output (H', W') of a window sliding over a padded (H, W) image."""
+    out = tuple((n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(padded, kernel, strides, dilation))
+    if builtins.min(out) < 1:
+        extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+        raise ValueError(f"{op}: the (padded) input {tuple(padded)} is smaller than the window {extent}")
+    return out  # type: ignore[return-value]
+
+
+def _pad_hw(a: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
+    (t, b), (l, r) = pads
+    if not (t or b or l or r):
+        return a
+    return np.pad(a, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=value)
+
+
+def _crop_hw(a: np.ndarray, pads) -> np.ndarray:
+    (t, b), (l, r) = pads
+    return a[:, t:a.shape[1] - b, l:a.shape[2] - r, :]
+
+
+def _window(a: np.ndarray, i: int, j: int, strides, dilation, out_hw) -> np.ndarray:
+    """The cells of padded image ``a`` that kernel position (i, j) meets: an (N, H', W', C) strided view."""
+    (sh, sw), (dh, dw), (ho, wo) = strides, dilation, out_hw
+    return a[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw, :]
+
+
+def _positions(kh: int, kw: int):
+    return ((i, j) for i in range(kh) for j in range(kw))  # row-major: the max-pool tie order
+
+
+def _group_matmul(a: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """a (M, G*p) times G blocks (G, p, q), group g of a's columns meeting block g -> (M, G*q)."""
+    groups, p, q = blocks.shape
+    if groups == 1:
+        return a @ blocks[0]
+    m = a.shape[0]
+    out = np.matmul(a.reshape(m, groups, p).transpose(1, 0, 2), blocks)  # (G, M, q)
+    return out.transpose(1, 0, 2).reshape(m, groups * q)
+
+
+def _group_outer(a: np.ndarray, b: np.ndarray, groups: int) -> np.ndarray:
+    """sum over rows m of a[m, group g]^T b[m, group g], for a (M, G*p), b (M, G*q) -> (p, G*q)."""
+    if groups == 1:
+        return a.T @ b
+    m = a.shape[0]
+    out = np.matmul(a.reshape(m, groups, -1).transpose(1, 2, 0), b.reshape(m, groups, -1).transpose(1, 0, 2))
+    return out.transpose(1, 0, 2).reshape(out.shape[1], -1)  # (G, p, q) -> (p, G*q)
+
+
+def _kernel_blocks(k_ij: np.ndarray, groups: int, transposed: bool = False) -> np.ndarray:
+    """Kernel slice (C/G, O) -> its G diagonal blocks (G, C/G, O/G), or (G, O/G, C/G) transposed."""
+    cg, o = k_ij.shape
+    blocks = k_ij.reshape(cg, groups, o // groups)
+    return blocks.transpose(1, 2, 0) if transposed else blocks.transpose(1, 0, 2)
+
+
+def _conv_forward(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, out_hw) -> np.ndarray:
+    """y[n, h, w, o] = sum_{i, j, c} xp[n, h*sh + i*dh, w*sw + j*dw, c] k[i, j, c, o] (per group)."""
+    n, c = xp.shape[0], xp.shape[3]
+    kh, kw, _, o = k.shape
+    m = n * out_hw[0] * out_hw[1]
+    out = None
+    for i, j in _positions(kh, kw):
+        # reshape copies the strided view into one contiguous (M, C) block: one BLAS call.
+        cells = _window(xp, i, j, strides, dilation, out_hw).reshape(m, c)
+        term = _group_matmul(cells, _kernel_blocks(k[i, j], groups))
+        if out is None:
+            out = term
+        else:
+            out += term
+    return out.reshape(n, *out_hw, o)
+
+
+def _conv_input_grad(g: np.ndarray, k: np.ndarray, strides, dilation, groups: int, padded_shape) -> np.ndarray:
+    """d/dxp of sum(conv(xp) * g): each kernel position scatters g @ k[i, j]^T back onto the cells it read."""
+    n, ho, wo, o = g.shape
+    c = padded_shape[3]
+    # Contiguous first: g is often a broadcast view (the backward of a sum), whose
+    # zero strides would survive the reshape and push matmul off its BLAS path.
+    g2 = np.ascontiguousarray(g).reshape(n * ho * wo, o)
+    gxp = np.zeros(padded_shape, dtype=np.result_type(g, k))
+    for i, j in _positions(k.shape[0], k.shape[1]):
+        view = _window(gxp, i, j, strides, dilation, (ho, wo))
+        # Windows of different positions overlap when stride < extent: accumulate, never assign.
+        view += _group_matmul(g2, _kernel_blocks(k[i, j], groups, transposed=True)).reshape(n, ho, wo, c)
+    return gxp
+
+
+def _conv_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: int, k_shape) -> np.ndarray:
+    """d/dk[i, j] of sum(conv(xp) * g) = window(i, j)^T @ g, summed over batch and positions (per group)."""
+    n, ho, wo, o = g.shape
+    m = n * ho * wo
+    g2 = np.ascontiguousarray(g).reshape(m, o)  # see _conv_input_grad
+    gk = np.empty(k_shape, dtype=np.result_type(xp, g))
+    for i, j in _positions(k_shape[0], k_shape[1]):
+        gk[i, j] = _group_outer(_window(xp, i, j, strides, dilation, (ho, wo)).reshape(m, xp.shape[3]), g2, groups)
+    return gk
+
+
+def _check_rank4(a: np.ndarray, what: str, op: str) -> None:
+    if np.ndim(a) != 4:
+        raise ValueError(f"{op}: {what} must have 4 dimensions, got shape {np.shape(a)}")
+
+
+def conv2d(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1), groups: int = 1) -> Tensor:
+    xd, kd = _val(x), _val(kernel)
+    _check_rank4(xd, "x (N, H, W, C)", "conv2d")
+    _check_rank4(kd, "kernel (kh, kw, C // groups, O)", "conv2d")
+    s, d = _pair(strides, "strides", "conv2d"), _pair(dilation, "dilation", "conv2d")
+    groups = int(groups)
+    c, (kh, kw, cg, o) = xd.shape[3], kd.shape
+    if groups < 1 or c != cg * groups or o % groups:
+        raise ValueError(f"conv2d: x has {c} channels and the kernel shape is {kd.shape}; with groups={groups} "
+                         "the kernel must be (kh, kw, C // groups, O) with C and O divisible by groups")
+    pads = _resolve_padding(padding, xd.shape[1:3], (kh, kw), s, d, "conv2d")
+    xp = _pad_hw(xd, pads)
+    out_hw = _out_size(xp.shape[1:3], (kh, kw), s, d, "conv2d")
+
+    def backward(g):
+        # dx: the transposed convolution of g, cropped back from the padded frame;
+        # dk[i, j]: correlation of the input window at (i, j) with g.
+        gx = _crop_hw(_conv_input_grad(g, kd, s, d, groups, xp.shape), pads) if _needs(x) else None
+        gk = _conv_kernel_grad(xp, g, s, d, groups, kd.shape) if _needs(kernel) else None
+        return gx, gk
+    return _result(_conv_forward(xp, kd, s, d, groups, out_hw), (x, kernel), backward)
+
+
+def _transpose_geometry(padding, size, kernel, strides, dilation):
+    """(H', W') and padding of conv2d_transpose's output: the input of the conv2d it is the
+    input-gradient of. That conv2d maps (H', W') back to ``size`` with this padding."""
+    full = tuple((n - 1) * s + (k - 1) * d + 1 for n, k, s, d in zip(size, kernel, strides, dilation))
+    if isinstance(padding, str):  # "same": size * strides; "valid": the full extent (other strings fail below)
+        out = tuple(n * s for n, s in zip(size, strides)) if padding.lower() == "same" else full
+    else:
+        explicit = _resolve_padding(padding, full, kernel, strides, dilation, "conv2d_transpose")
+        out = tuple(f - before - after for f, (before, after) in zip(full, explicit))
+    if builtins.min(out) < 1:
+        raise ValueError(f"conv2d_transpose: padding {padding!r} leaves an empty output {out}")
+    return out, _resolve_padding(padding, out, kernel, strides, dilation, "conv2d_transpose")
+
+
+def conv2d_transpose(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1)) -> Tensor:
+    xd, kd = _val(x), _val(kernel)
+    _check_rank4(xd, "x (N, H, W, C)", "conv2d_transpose")
+    _check_rank4(kd, "kernel (kh, kw, O, C)", "conv2d_transpose")
+    s, d = _pair(strides, "strides", "conv2d_transpose"), _pair(dilation, "dilation", "conv2d_transpose")
+    n, h, w, c = xd.shape
+    kh, kw, o, kc = kd.shape
+    if kc != c:
+        raise ValueError(f"conv2d_transpose: x has {c} channels but the kernel (kh, kw, O, C) is {kd.shape}")
+    out_hw, pads = _transpose_geometry(padding, (h, w), (kh, kw), s, d)
+    padded_shape = (n, out_hw[0] + builtins.sum(pads[0]), out_hw[1] + builtins.sum(pads[1]), o)
+
+    def backward(g):
+        # The transpose of a transpose is the convolution itself: dx = conv2d(g, kernel);
+        # dk is conv2d's kernel gradient with g as its input and x as its upstream.
+        gp = _pad_hw(g, pads)
+        gx = _conv_forward(gp, kd, s, d, 1, (h, w)) if _needs(x) else None
+        gk = _conv_kernel_grad(gp, xd, s, d, 1, kd.shape) if _needs(kernel) else None
+        return gx, gk
+    out = _crop_hw(_conv_input_grad(xd, kd, s, d, 1, padded_shape), pads)
+    return _result(np.ascontiguousarray(out), (x, kernel), backward)
+
+
+def _pool_setup(xd: np.ndarray, pool_size, strides, padding, op: str):
+    """(window, strides, pads, out_hw) of a 2-D pool; explicit pads must stay under the window size,
+    so that every window holds at least one cell of the input."""
+    _check_rank4(xd, "x (N, H, W, C)", op)
+    k = _pair(pool_size, "pool_size", op)
+    s = k if strides is None else _pair(strides, "strides", op)  # Keras: strides default to pool_size
+    pads = _resolve_padding(padding, xd.shape[1:3], k, s, (1, 1), op)
+    if any(p >= kk for pair, kk in zip(pads, k) for p in pair):
+        raise ValueError(f"{op}: padding {pads} must be smaller than the pool size {k}")
+    out_hw = _out_size((xd.shape[1] + builtins.sum(pads[0]), xd.shape[2] + builtins.sum(pads[1])), k, s, (1, 1), op)
+    return k, s, pads, out_hw
+
+
+def max_pool2d(x, pool_size, strides=None, padding="valid") -> Tensor:
+    xd = _val(x)
+    k, s, pads, out_hw = _pool_setup(xd, pool_size, strides, padding, "max_pool2d")
+    xp = _pad_hw(xd, pads, -np.inf)  # -inf padding never wins a window
+    one = (1, 1)
+    best = winner = None
+    for p, (i, j) in enumerate(_positions(*k)):
+        v = _window(xp, i, j, s, one, out_hw)
+        if best is None:
+            best = v.copy()
+            # Index of the winning position in each window (row-major); small ints save memory.
+            winner = np.zeros(best.shape, dtype=np.min_scalar_type(k[0] * k[1] - 1))
+            continue
+        # Strictly greater: on a tie the earlier position keeps the window (the contract's
+        # first-maximum rule). A NaN always takes it, so NaNs propagate as in numpy.max.
+        wins = (v > best) | np.isnan(v)
+        np.copyto(best, v, where=wins)
+        winner[wins] = p
+
+    def backward(g):  # each window's g goes to its winner; overlapping windows accumulate
+        gxp = np.zeros(xp.shape, dtype=g.dtype)
+        for p, (i, j) in enumerate(_positions(*k)):
+            view = _window(gxp, i, j, s, one, out_hw)
+            view += np.where(winner == p, g, 0)
+        return (_crop_hw(gxp, pads),)
+    return _result(best, (x,), backward)
+
+
+def _window_counts(size, k, s, pads, out_hw, dtype) -> np.ndarray:
+    """(H', W') array: how many cells of the unpadded input each pool window covers."""
+    counts = []
+    for n, kk, ss, (before, _), m in zip(size, k, s, pads, out_hw):
+        start = np.arange(m) * ss - before
+        counts.append(np.minimum(start + kk, n) - np.maximum(start, 0))
+    return np.outer(*counts).astype(dtype)
+
+
+def avg_pool2d(x, pool_size, strides=None, padding="valid") -> Tensor:
+    xd = _val(x)
+    k, s, pads, out_hw = _pool_setup(xd, pool_size, strides, padding, "avg_pool2d")
+    xp = _pad_hw(xd, pads)
+    one = (1, 1)
+    total = None
+    for i, j in _positions(*k):
+        v = _window(xp, i, j, s, one, out_hw)
+        total = v.copy() if total is None else np.add(total, v, out=total)
+    # Divide by the cells inside the input only: padding is not counted (Keras/TF).
+    counts = _window_counts(xd.shape[1:3], k, s, pads, out_hw, total.dtype)[:, :, None]
+
+    def backward(g):  # d mean/dx = 1/count for each cell of the window, accumulated over windows
+        share = g / counts
+        gxp = np.zeros(xp.shape, dtype=share.dtype)
+        for i, j in _positions(*k):
+            view = _window(gxp, i, j, s, one, out_hw)
+            view += share
+        return (_crop_hw(gxp, pads),)
+    return _result(total / counts, (x,), backward)
+
+
+def pad(x, pad_width, value: float = 0.0) -> Tensor:
+    xd = _val(x)
+    widths = _pad_widths(pad_width, np.ndim(xd))
+    out = np.pad(xd, widths, mode="constant", constant_values=value)
+
+    def backward(g):  # padded cells are constants: the input's cells take their slice of g
+        return (g[tuple(slice(before, before + n) for (before, _), n in zip(widths, xd.shape))],)
+    return _result(out, (x,), backward)
+
+
+def _pad_widths(pad_width, ndim: int) -> tuple[tuple[int, int], ...]:
+    """pad_width -> one (before, after) pair of non-negative ints per axis, or ValueError."""
+    try:
+        widths = tuple(tuple(p) for p in pad_width)
+    except TypeError:
+        widths = ()
+    if len(widths) != ndim or not all(len(p) == 2 and all(isinstance(v, (int, np.integer)) and v >= 0 for v in p)
+                                      for p in widths):
+        raise ValueError(f"pad: pad_width must hold one (before, after) pair of non-negative ints for each of "
+                         f"the {ndim} axes, got {pad_width!r}")
+    return tuple((int(a), int(b)) for a, b in widths)

@@ -105,6 +105,12 @@ class NumpyBackend(Backend):
     take_along_axis = staticmethod(ad.take_along_axis)
     matmul = staticmethod(ad.matmul)
     stop_gradient = staticmethod(ad.stop_gradient)
+    # neural-network primitives (NHWC; see unidl.backend.NN_PRIMITIVES)
+    pad = staticmethod(ad.pad)
+    conv2d = staticmethod(ad.conv2d)
+    conv2d_transpose = staticmethod(ad.conv2d_transpose)
+    max_pool2d = staticmethod(ad.max_pool2d)
+    avg_pool2d = staticmethod(ad.avg_pool2d)
 
     # ------------------------------------------------------------------ state
     def variable(self, value: Any, trainable: bool = True, name: str = "") -> Tensor:

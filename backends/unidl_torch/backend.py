@@ -19,8 +19,103 @@ import numpy as np
 from unidl.backend import Backend, BackendError, Tensor
 
 torch: Any = None  # bound by TorchBackend.__init__
+F: Any = None  # torch.nn.functional, bound there too
 
 _INT_KINDS = "iu"  # NumPy dtype kinds that ``convert`` turns into int64
+
+
+# ------------------------------------------------------------ NN geometry
+# Pure Python, shared by the NN primitives below. The rules are the contract's
+# (unidl.backend.NN_PRIMITIVES): "same" puts its odd cell after (bottom/right),
+# which torch's own padding (symmetric) cannot express, so padding is resolved
+# here to explicit (before, after) pairs and applied by F.pad when asymmetric.
+
+def _pair(value: Any, name: str, op: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
+        raise ValueError(f"{op}: {name} must be a positive int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _resolve_padding(padding: Any, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                     dilation: Sequence[int], op: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """padding -> ((top, bottom), (left, right)) for an (H, W) image."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0), (0, 0)
+        if mode == "same":
+            pads = []
+            for n, k, s, d in zip(size, kernel, strides, dilation):
+                total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+                pads.append((total // 2, total - total // 2))
+            return pads[0], pads[1]
+        raise ValueError(f"{op}: padding must be 'valid', 'same' or ((top, bottom), (left, right)), got {padding!r}")
+    try:
+        pads = tuple(tuple(p) for p in padding)
+    except TypeError:
+        pads = ()
+    if len(pads) != 2 or not all(len(p) == 2 and all(isinstance(v, (int, np.integer)) and v >= 0 for v in p)
+                                 for p in pads):
+        raise ValueError(f"{op}: explicit padding must be ((top, bottom), (left, right)) with non-negative "
+                         f"ints, got {padding!r}")
+    (t, b), (l, r) = pads
+    return (int(t), int(b)), (int(l), int(r))
+
+
+def _transpose_geometry(padding: Any, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                        dilation: Sequence[int]):
+    """(H', W') and padding of conv2d_transpose's output: the input of the conv2d it is the
+    input-gradient of. That conv2d maps (H', W') back to ``size`` with this padding."""
+    full = tuple((n - 1) * s + (k - 1) * d + 1 for n, k, s, d in zip(size, kernel, strides, dilation))
+    if isinstance(padding, str):  # "same": size * strides; "valid": the full extent (other strings fail below)
+        out = tuple(n * s for n, s in zip(size, strides)) if padding.lower() == "same" else full
+    else:
+        explicit = _resolve_padding(padding, full, kernel, strides, dilation, "conv2d_transpose")
+        out = tuple(f - before - after for f, (before, after) in zip(full, explicit))
+    if min(out) < 1:
+        raise ValueError(f"conv2d_transpose: padding {padding!r} leaves an empty output {out}")
+    return out, _resolve_padding(padding, out, kernel, strides, dilation, "conv2d_transpose")
+
+
+def _check_window(padded: Sequence[int], kernel: Sequence[int], dilation: Sequence[int], op: str) -> None:
+    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+    if any(n < e for n, e in zip(padded, extent)):
+        raise ValueError(f"{op}: the (padded) input {tuple(padded)} is smaller than the window {extent}")
+
+
+def _check_rank4(shape: Sequence[int], what: str, op: str) -> None:
+    if len(shape) != 4:
+        raise ValueError(f"{op}: {what} must have 4 dimensions, got shape {tuple(shape)}")
+
+
+def _pool_geometry(shape: Sequence[int], pool_size: Any, strides: Any, padding: Any, op: str):
+    """(window, strides, pads) of a pool; pads stay under the window so no window is all padding."""
+    _check_rank4(shape, "x (N, H, W, C)", op)
+    k = _pair(pool_size, "pool_size", op)
+    s = k if strides is None else _pair(strides, "strides", op)  # Keras: strides default to pool_size
+    pads = _resolve_padding(padding, shape[1:3], k, s, (1, 1), op)
+    if any(p >= kk for pair, kk in zip(pads, k) for p in pair):
+        raise ValueError(f"{op}: padding {pads} must be smaller than the pool size {k}")
+    _check_window((shape[1] + sum(pads[0]), shape[2] + sum(pads[1])), k, (1, 1), op)
+    return k, s, pads
+
+
+def _symmetric(pads, limit: Sequence[int] | None = None) -> tuple[int, int] | None:
+    """(pad_h, pad_w) when both axes pad equally before and after (torch's own padding), else None.
+
+    ``limit``: the largest pad torch takes per axis (its pools refuse more than half the window).
+    """
+    (t, b), (l, r) = pads
+    if t != b or l != r or (limit is not None and (t > limit[0] or l > limit[1])):
+        return None
+    return t, l
+
+
+def _torch_pad_list(pads) -> tuple[int, int, int, int]:
+    """((top, bottom), (left, right)) -> F.pad's order for NCHW: (left, right, top, bottom)."""
+    (t, b), (l, r) = pads
+    return (l, r, t, b)
 
 
 class TorchBackend(Backend):
@@ -30,8 +125,9 @@ class TorchBackend(Backend):
     framework = "torch"
 
     def __init__(self, dtype: str = "float32", device: str | None = None):
-        global torch
+        global torch, F
         import torch
+        import torch.nn.functional as F
 
         super().__init__(dtype=dtype, device=device)
         self._device = self._resolve_device(device)
@@ -213,6 +309,96 @@ class TorchBackend(Backend):
 
     def take_along_axis(self, x: Tensor, indices: Any, axis: int) -> Tensor:
         return torch.take_along_dim(x, self._indices(indices).long(), axis)
+
+    # ------------------------------------------------ neural-network primitives
+    # Canonical NHWC tensors go to torch as NCHW views (permute: no copy; torch's CPU
+    # kernels then run in channels-last memory) and come back permuted the other way.
+    # Kernels: canonical (kh, kw, in, out) -> torch's (out, in, kh, kw).
+    def pad(self, x: Tensor, pad_width, value: float = 0.0) -> Tensor:
+        try:
+            widths = tuple(tuple(p) for p in pad_width)
+        except TypeError:
+            widths = ()
+        if len(widths) != x.ndim or not all(
+                len(p) == 2 and all(isinstance(v, (int, np.integer)) and v >= 0 for v in p) for p in widths):
+            raise ValueError(f"pad: pad_width must hold one (before, after) pair of non-negative ints for each "
+                             f"of the {x.ndim} axes, got {pad_width!r}")
+        # F.pad lists the LAST axis first: (last_before, last_after, second_last_before, ...).
+        flat = tuple(int(v) for pair in reversed(widths) for v in pair)
+        return F.pad(x, flat, "constant", value) if any(flat) else x
+
+    def conv2d(self, x: Tensor, kernel: Tensor, strides=(1, 1), padding="valid", dilation=(1, 1),
+               groups: int = 1) -> Tensor:
+        _check_rank4(x.shape, "x (N, H, W, C)", "conv2d")
+        _check_rank4(kernel.shape, "kernel (kh, kw, C // groups, O)", "conv2d")
+        s, d = _pair(strides, "strides", "conv2d"), _pair(dilation, "dilation", "conv2d")
+        kh, kw, cg, o = kernel.shape
+        groups = int(groups)
+        if groups < 1 or x.shape[3] != cg * groups or o % groups:
+            raise ValueError(f"conv2d: x has {x.shape[3]} channels and the kernel shape is {tuple(kernel.shape)}; "
+                             f"with groups={groups} the kernel must be (kh, kw, C // groups, O) with C and O "
+                             "divisible by groups")
+        pads = _resolve_padding(padding, x.shape[1:3], (kh, kw), s, d, "conv2d")
+        _check_window((x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1])), (kh, kw), d, "conv2d")
+        xc = x.permute(0, 3, 1, 2)
+        native = _symmetric(pads)
+        if native is None:  # asymmetric ("same" with an odd total, or explicit): pad first, then no padding
+            xc, native = F.pad(xc, _torch_pad_list(pads)), (0, 0)
+        # Contiguous weight, as in conv2d_transpose: some dilated backward kernels refuse a permuted one.
+        y = F.conv2d(xc, kernel.permute(3, 2, 0, 1).contiguous(), None, s, native, d, groups)
+        return y.permute(0, 2, 3, 1)
+
+    def conv2d_transpose(self, x: Tensor, kernel: Tensor, strides=(1, 1), padding="valid",
+                         dilation=(1, 1)) -> Tensor:
+        _check_rank4(x.shape, "x (N, H, W, C)", "conv2d_transpose")
+        _check_rank4(kernel.shape, "kernel (kh, kw, O, C)", "conv2d_transpose")
+        s, d = _pair(strides, "strides", "conv2d_transpose"), _pair(dilation, "dilation", "conv2d_transpose")
+        _, h, w, c = x.shape
+        kh, kw, _, kc = kernel.shape
+        if kc != c:
+            raise ValueError(f"conv2d_transpose: x has {c} channels but the kernel (kh, kw, O, C) is "
+                             f"{tuple(kernel.shape)}")
+        # torch's conv_transpose2d with no padding gives the "full" output; the contract's output
+        # is that frame cropped by the padding of the conv2d it transposes (cells past the full
+        # frame, which no kernel tap reaches, are zeros).
+        full = ((h - 1) * s[0] + (kh - 1) * d[0] + 1, (w - 1) * s[1] + (kw - 1) * d[1] + 1)
+        size, ((t, _), (l, _)) = _transpose_geometry(padding, (h, w), (kh, kw), s, d)
+        crop_bottom, crop_right = full[0] - t - size[0], full[1] - l - size[1]  # negative: zero rows to add
+        # The part of the crop that is the same on both sides, torch does itself (no wasted rows).
+        ph, pw = max(min(t, crop_bottom), 0), max(min(l, crop_right), 0)
+        # A contiguous weight: torch's dilated transposed-conv backward refuses a permuted one
+        # ("grad_weight needs to be contiguous"); a kernel is small, the copy is cheap.
+        weight = kernel.permute(3, 2, 0, 1).contiguous()
+        y = F.conv_transpose2d(x.permute(0, 3, 1, 2), weight, None, s, (ph, pw), 0, 1, d)
+        rest = (-(l - pw), -(crop_right - pw), -(t - ph), -(crop_bottom - ph))  # F.pad crops where negative
+        if any(rest):
+            y = F.pad(y, rest)
+        return y.permute(0, 2, 3, 1)
+
+    def max_pool2d(self, x: Tensor, pool_size, strides=None, padding="valid") -> Tensor:
+        k, s, pads = _pool_geometry(tuple(x.shape), pool_size, strides, padding, "max_pool2d")
+        xc = x.permute(0, 3, 1, 2)
+        native = _symmetric(pads, (k[0] // 2, k[1] // 2))
+        if native is None:  # -inf: a padded cell never wins a window (torch's own padding does the same)
+            xc, native = F.pad(xc, _torch_pad_list(pads), "constant", -float("inf")), (0, 0)
+        # torch's max pool records the first maximal cell of each window (strictly-greater scan,
+        # row-major) and routes the gradient there: the contract's tie rule.
+        return F.max_pool2d(xc, k, s, native).permute(0, 2, 3, 1)
+
+    def avg_pool2d(self, x: Tensor, pool_size, strides=None, padding="valid") -> Tensor:
+        k, s, pads = _pool_geometry(tuple(x.shape), pool_size, strides, padding, "avg_pool2d")
+        xc = x.permute(0, 3, 1, 2)
+        native = _symmetric(pads, (k[0] // 2, k[1] // 2))
+        if native is not None:  # count_include_pad=False: the contract's count, for torch's own padding
+            return F.avg_pool2d(xc, k, s, native, False, False).permute(0, 2, 3, 1)
+        # Asymmetric: window sums over zero padding, divided by each window's count of input cells.
+        sums = F.avg_pool2d(F.pad(xc, _torch_pad_list(pads)), k, s, 0, False, True, 1)  # divisor_override=1
+        counts = []
+        for n, kk, ss, (before, _), m in zip(x.shape[1:3], k, s, pads, sums.shape[2:]):
+            start = np.arange(m) * ss - before
+            counts.append(np.minimum(start + kk, n) - np.maximum(start, 0))
+        divisor = torch.as_tensor(np.outer(*counts), dtype=x.dtype, device=x.device)
+        return (sums / divisor).permute(0, 2, 3, 1)
 
     # ------------------------------------------------------ state, autodiff
     def variable(self, value: Any, trainable: bool = True, name: str = "") -> Tensor:
