@@ -95,7 +95,7 @@ class Model(Layer):
         """Sub-layers: the graph's (functional), or those assigned as attributes (subclassed)."""
         if self._graph is not None:
             return self._graph.layers
-        return self._sublayers()
+        return Layer._sublayers(self)  # subclassed: layers held in attributes
 
     @property
     def output_names(self) -> list[str]:
@@ -110,46 +110,15 @@ class Model(Layer):
         raise ValueError(f"model {self.name!r} has no layer {name!r}; its layers: "
                          f"{[layer.name for layer in self.layers]}")
 
-    @property
-    def weights(self) -> list[Variable]:
-        seen: dict[int, Variable] = {id(w): w for w in self._weights}
-        for layer in self.layers:
-            for w in layer.weights:
-                seen.setdefault(id(w), w)
-        return list(seen.values())
+    _kind = "model"
 
-    @property
-    def trainable_weights(self) -> list[Variable]:
-        if not self.trainable:
-            return []
-        ids = {id(w) for w in self._weights if w.trainable}
-        ids |= {id(w) for layer in self.layers for w in layer.trainable_weights}
-        return [w for w in self.weights if id(w) in ids]
-
-    @property
-    def non_trainable_weights(self) -> list[Variable]:
-        ids = {id(w) for w in self.trainable_weights}
-        return [w for w in self.weights if id(w) not in ids]
+    def _sublayers(self) -> list[Layer]:
+        # A model's weights, trainable weights and penalties are those of its layers (Layer's rules).
+        return self.layers
 
     def count_params(self) -> int:
         self._require_built("count_params")
-        return int(sum(np.prod(w.shape) for w in self.weights))
-
-    def get_weights(self) -> list[np.ndarray]:
-        """All weights as NumPy arrays, layer by layer in Keras order (kernel, then bias)."""
-        return [w.numpy() for w in self.weights]
-
-    def set_weights(self, values: Sequence[np.ndarray]) -> None:
-        """Set every weight from a list like the one ``get_weights`` returns. All-or-nothing."""
-        weights = self.weights
-        if len(values) != len(weights):
-            raise ValueError(f"model {self.name!r} has {len(weights)} weight arrays, got {len(values)}")
-        for w, v in zip(weights, values):
-            if tuple(np.shape(v)) != tuple(w.shape):
-                raise ValueError(f"weight {w.name!r} has shape {tuple(w.shape)}, got an array of shape "
-                                 f"{tuple(np.shape(v))}")
-        for w, v in zip(weights, values):
-            w.assign(np.asarray(v))
+        return super().count_params()
 
     # ------------------------------------------------------------- build
     def build(self, input_shape: Shape) -> None:

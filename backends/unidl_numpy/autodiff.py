@@ -31,6 +31,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from unidl.geometry import pair as _pair
+from unidl.geometry import resolve_padding as _resolve_padding
+from unidl.geometry import transpose_geometry as _transpose_geometry
+
 from unidl.variables import Variable
 
 # Recording switch. A ContextVar, not a module flag, so ``no_grad`` in one
@@ -644,39 +648,10 @@ def cast(x, dtype: str) -> Tensor:
 # the input, and measured no slower. The backward rules reuse the same views.
 # (This module's own max, min and sum are ops: plain Python ones are spelled builtins.max.)
 
-def _pair(value: Any, name: str, op: str) -> tuple[int, int]:
-    """An int or a pair of ints, each >= 1 -> (height, width)."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
-        raise ValueError(f"{op}: {name} must be a positive int or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
 
 
-def _same_pads(n: int, k: int, s: int, d: int) -> tuple[int, int]:
-    """The canonical "same" padding of one axis: the extra cell, if any, goes after."""
-    total = builtins.max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-    return total // 2, total - total // 2
 
 
-def _resolve_padding(padding: Any, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
-                     dilation: Sequence[int], op: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``padding`` of an (H, W) image -> ((top, bottom), (left, right))."""
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode == "valid":
-            return (0, 0), (0, 0)
-        if mode == "same":
-            return tuple(_same_pads(*a) for a in zip(size, kernel, strides, dilation))  # type: ignore[return-value]
-        raise ValueError(f"{op}: padding must be 'valid', 'same' or ((top, bottom), (left, right)), got {padding!r}")
-    try:
-        pads = tuple(tuple(p) for p in padding)
-    except TypeError:
-        pads = ()
-    if len(pads) != 2 or not all(len(p) == 2 and all(isinstance(v, (int, np.integer)) and v >= 0 for v in p)
-                                 for p in pads):
-        raise ValueError(f"{op}: explicit padding must be ((top, bottom), (left, right)) with non-negative "
-                         f"ints, got {padding!r}")
-    return tuple((int(a), int(b)) for a, b in pads)  # type: ignore[return-value]
 
 
 def _out_size(padded: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int],
@@ -808,18 +783,6 @@ def conv2d(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1), groups: 
     return _result(_conv_forward(xp, kd, s, d, groups, out_hw), (x, kernel), backward)
 
 
-def _transpose_geometry(padding, size, kernel, strides, dilation):
-    """(H', W') and padding of conv2d_transpose's output: the input of the conv2d it is the
-    input-gradient of. That conv2d maps (H', W') back to ``size`` with this padding."""
-    full = tuple((n - 1) * s + (k - 1) * d + 1 for n, k, s, d in zip(size, kernel, strides, dilation))
-    if isinstance(padding, str):  # "same": size * strides; "valid": the full extent (other strings fail below)
-        out = tuple(n * s for n, s in zip(size, strides)) if padding.lower() == "same" else full
-    else:
-        explicit = _resolve_padding(padding, full, kernel, strides, dilation, "conv2d_transpose")
-        out = tuple(f - before - after for f, (before, after) in zip(full, explicit))
-    if builtins.min(out) < 1:
-        raise ValueError(f"conv2d_transpose: padding {padding!r} leaves an empty output {out}")
-    return out, _resolve_padding(padding, out, kernel, strides, dilation, "conv2d_transpose")
 
 
 def conv2d_transpose(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1)) -> Tensor:

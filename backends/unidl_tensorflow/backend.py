@@ -35,6 +35,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from unidl.geometry import check_rank4 as _check_rank4, check_window as _check_window  # noqa: I001
+from unidl.geometry import pair as _pair, pool_geometry as _pool_geometry
+from unidl.geometry import resolve_padding as _resolve_padding, transpose_geometry as _transpose_geometry
 from unidl.backend import DTYPES, PRIMITIVES, Backend, BackendError
 
 Tensor = Any  # tf.Tensor or tf.Variable
@@ -47,57 +50,9 @@ _UNPINNED = ("to_numpy", "shape")
 
 
 # ------------------------------------------------------------ NN geometry
-# Pure Python, shared by the NN primitives. The rules are the contract's
-# (unidl.backend.NN_PRIMITIVES); TF's own "SAME" is the same rule (checked by
-# the conformance kit), so "valid" and "same" go to TF as strings and explicit
-# pairs as TF's explicit padding lists.
-
-def _pair(value: Any, name: str, op: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
-        raise ValueError(f"{op}: {name} must be a positive int or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _resolve_padding(padding: Any, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
-                     dilation: Sequence[int], op: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """padding -> ((top, bottom), (left, right)) for an (H, W) image."""
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode == "valid":
-            return (0, 0), (0, 0)
-        if mode == "same":
-            pads = []
-            for n, k, s, d in zip(size, kernel, strides, dilation):
-                total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-                pads.append((total // 2, total - total // 2))
-            return pads[0], pads[1]
-        raise ValueError(f"{op}: padding must be 'valid', 'same' or ((top, bottom), (left, right)), got {padding!r}")
-    try:
-        pads = tuple(tuple(p) for p in padding)
-    except TypeError:
-        pads = ()
-    if len(pads) != 2 or not all(len(p) == 2 and all(isinstance(v, (int, np.integer)) and v >= 0 for v in p)
-                                 for p in pads):
-        raise ValueError(f"{op}: explicit padding must be ((top, bottom), (left, right)) with non-negative "
-                         f"ints, got {padding!r}")
-    (t, b), (l, r) = pads
-    return (int(t), int(b)), (int(l), int(r))
-
-
-def _transpose_geometry(padding: Any, size: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
-                        dilation: Sequence[int]):
-    """(H', W') and padding of conv2d_transpose's output: the input of the conv2d it is the
-    input-gradient of. That conv2d maps (H', W') back to ``size`` with this padding."""
-    full = tuple((n - 1) * s + (k - 1) * d + 1 for n, k, s, d in zip(size, kernel, strides, dilation))
-    if isinstance(padding, str):  # "same": size * strides; "valid": the full extent (other strings fail below)
-        out = tuple(n * s for n, s in zip(size, strides)) if padding.lower() == "same" else full
-    else:
-        explicit = _resolve_padding(padding, full, kernel, strides, dilation, "conv2d_transpose")
-        out = tuple(f - before - after for f, (before, after) in zip(full, explicit))
-    if min(out) < 1:
-        raise ValueError(f"conv2d_transpose: padding {padding!r} leaves an empty output {out}")
-    return out, _resolve_padding(padding, out, kernel, strides, dilation, "conv2d_transpose")
+# Padding geometry comes from unidl.geometry (the contract's rules). TF's own "SAME"
+# is the same rule (checked by the conformance kit), so "valid" and "same" go to TF as
+# strings and explicit pairs as TF's explicit padding lists.
 
 
 def _tf_padding(padding: Any, pads) -> Any:
@@ -106,29 +61,6 @@ def _tf_padding(padding: Any, pads) -> Any:
         return padding.upper()
     (t, b), (l, r) = pads
     return [[0, 0], [t, b], [l, r], [0, 0]]
-
-
-def _check_window(padded: Sequence[int], kernel: Sequence[int], dilation: Sequence[int], op: str) -> None:
-    extent = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
-    if any(n < e for n, e in zip(padded, extent)):
-        raise ValueError(f"{op}: the (padded) input {tuple(padded)} is smaller than the window {extent}")
-
-
-def _check_rank4(shape: Sequence[Any], what: str, op: str) -> None:
-    if len(shape) != 4:
-        raise ValueError(f"{op}: {what} must have 4 dimensions, got shape {tuple(shape)}")
-
-
-def _pool_geometry(shape: Sequence[Any], pool_size: Any, strides: Any, padding: Any, op: str):
-    """(window, strides, pads) of a pool; pads stay under the window so no window is all padding."""
-    _check_rank4(shape, "x (N, H, W, C)", op)
-    k = _pair(pool_size, "pool_size", op)
-    s = k if strides is None else _pair(strides, "strides", op)  # Keras: strides default to pool_size
-    pads = _resolve_padding(padding, shape[1:3], k, s, (1, 1), op)
-    if any(p >= kk for pair, kk in zip(pads, k) for p in pair):
-        raise ValueError(f"{op}: padding {pads} must be smaller than the pool size {k}")
-    _check_window((shape[1] + sum(pads[0]), shape[2] + sum(pads[1])), k, (1, 1), op)
-    return k, s, pads
 
 
 def _variable_name(name: str) -> str | None:

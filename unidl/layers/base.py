@@ -134,17 +134,21 @@ class Layer:
     def count_params(self) -> int:
         return int(sum(np.prod(w.shape) for w in self.weights))
 
+    _kind = "layer"  # how error messages name this kind of object
+
     def get_weights(self) -> list[np.ndarray]:
+        """All weights as NumPy arrays, layer by layer in Keras order (kernel, then bias)."""
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, values: Sequence[np.ndarray]) -> None:
+        """Set every weight from a list like the one ``get_weights`` returns. All-or-nothing."""
         weights = self.weights
         if len(values) != len(weights):
-            raise ValueError(f"layer {self.name!r} has {len(weights)} weights, got {len(values)} arrays")
+            raise ValueError(f"{self._kind} {self.name!r} has {len(weights)} weight arrays, got {len(values)}")
         for w, v in zip(weights, values):
             v = np.asarray(v)
             if tuple(v.shape) != tuple(w.shape):
-                raise ValueError(f"layer {self.name!r}: weight {w.name!r} has shape {tuple(w.shape)}, "
+                raise ValueError(f"{self._kind} {self.name!r}: weight {w.name!r} has shape {tuple(w.shape)}, "
                                  f"got an array of shape {v.shape}")
         for w, v in zip(weights, values):
             w.assign(np.asarray(v))
