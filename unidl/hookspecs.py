@@ -82,7 +82,9 @@ def unidl_register_optimizers(register):
 def unidl_register_metrics(register):
     """Register metrics usable by name in ``compile(metrics=[...])``.
 
-    :param register: ``register(name: str, factory: Callable[..., unidl.metrics.Metric])``.
+    :param register: ``register(name: str, fn: Callable[[Tensor, Tensor], Tensor])``; ``fn(y_true,
+      y_pred)`` returns one value per sample, written with ``unidl.ops``. unidl averages it over
+      the samples of an epoch (weighted by batch size), as for the built-in metrics.
     """
 
 
