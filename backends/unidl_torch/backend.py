@@ -277,8 +277,8 @@ class TorchBackend(Backend):
         if native is None:  # asymmetric ("same" with an odd total, or explicit): pad first, then no padding
             xc, native = F.pad(xc, _torch_pad_list(pads)), (0, 0)
         # Contiguous weight, as in conv2d_transpose: some dilated backward kernels refuse a permuted one.
-        y = F.conv2d(xc.contiguous(), kernel.permute(3, 2, 0, 1).contiguous(), None, s, native, d, groups)
-        return y.permute(0, 2, 3, 1).contiguous()
+        y = F.conv2d(xc, kernel.permute(3, 2, 0, 1).contiguous(), None, s, native, d, groups)
+        return y.permute(0, 2, 3, 1)
 
     def conv2d_transpose(self, x: Tensor, kernel: Tensor, strides=(1, 1), padding="valid",
                          dilation=(1, 1)) -> Tensor:
@@ -315,7 +315,7 @@ class TorchBackend(Backend):
             xc, native = F.pad(xc, _torch_pad_list(pads), "constant", -float("inf")), (0, 0)
         # torch's max pool records the first maximal cell of each window (strictly-greater scan,
         # row-major) and routes the gradient there: the contract's tie rule.
-        return F.max_pool2d(xc.contiguous(), k, s, native).permute(0, 2, 3, 1).contiguous()
+        return F.max_pool2d(xc, k, s, native).permute(0, 2, 3, 1)
 
     def avg_pool2d(self, x: Tensor, pool_size, strides=None, padding="valid") -> Tensor:
         k, s, pads = _pool_geometry(tuple(x.shape), pool_size, strides, padding, "avg_pool2d")
