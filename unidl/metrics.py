@@ -102,7 +102,9 @@ def get(identifier, loss=None, output_shape: tuple | None = None) -> Metric:
     if isinstance(identifier, str):
         if identifier in ("accuracy", "acc"):
             return Metric(_pick_accuracy(loss, output_shape), identifier)
-        return Metric(lookup("metrics", identifier, BUILTINS), identifier)
+        # "accuracy"/"acc" are resolved above; listing them keeps them in did-you-mean suggestions
+        fn = lookup("metrics", identifier, {**BUILTINS, "accuracy": None, "acc": None})
+        return Metric(fn, identifier)
     if callable(identifier):
         return Metric(identifier)
     raise TypeError(f"a metric must be a name, a Metric or a function, got {identifier!r}")

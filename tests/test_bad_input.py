@@ -1,0 +1,133 @@
+"""Bad input, tried as a new user would: each case expects a specific, clear error,
+and the model is left exactly as it was (same weights, still usable)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import unidl
+from unidl import layers
+from unidl.layers import LayerShapeError
+from unidl.losses import LossInputError
+
+
+def mlp(**compile_kwargs):
+    model = unidl.Sequential([layers.Dense(8, activation="relu", input_shape=(4,)), layers.Dense(3)], seed=0)
+    model.compile(**{"optimizer": "adam", "loss": "mse", "backend": "numpy", **compile_kwargs})
+    return model
+
+
+def classifier(loss):
+    model = unidl.Sequential([layers.Dense(3, activation="softmax", input_shape=(4,))], seed=0)
+    model.compile(optimizer="sgd", loss=loss, backend="numpy")
+    return model
+
+
+def cnn():
+    model = unidl.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)],
+                             seed=0)
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    return model
+
+
+X, Y = np.ones((6, 4), "float32"), np.ones((6, 3), "float32")
+
+
+def _call_layer(layer, x):
+    backend = layer.weights[0].backend
+    with unidl.use_backend(backend):
+        return layer(backend.convert(x))
+
+# (id, model factory, call taking the model, expected exception, message pattern)
+CASES = [
+    ("input width", mlp, lambda m: m.fit(np.ones((6, 5)), Y, verbose=0), unidl.DataError,
+     r"shape \(5,\).*expects \(4,\)"),
+    ("input rank", mlp, lambda m: m.predict(np.ones((6, 4, 1))), unidl.DataError, r"\(4, 1\).*\(4,\)"),
+    ("image size for a CNN", cnn, lambda m: m.predict(np.ones((2, 9, 9, 1))), unidl.DataError, r"\(9, 9, 1\)"),
+    ("channels for a CNN", cnn, lambda m: m.predict(np.ones((2, 8, 8, 3))), unidl.DataError, r"\(8, 8, 3\)"),
+    ("label width", mlp, lambda m: m.fit(X, np.ones((6, 2)), verbose=0), LossInputError,
+     r"labels of shape \(6, 2\).*\(None, 3\)"),
+    ("label count", mlp, lambda m: m.fit(X, np.ones((5, 3)), verbose=0), unidl.DataError, "6 and 5"),
+    ("one-hot to sparse CE", lambda: classifier("sparse_categorical_crossentropy"),
+     lambda m: m.fit(X, np.eye(3)[[0, 1, 2, 0, 1, 2]], verbose=0), LossInputError, "categorical_crossentropy"),
+    ("class ids to categorical CE", lambda: classifier("categorical_crossentropy"),
+     lambda m: m.fit(X, np.array([0, 1, 2, 0, 1, 2]), verbose=0), LossInputError, "sparse_categorical"),
+    ("class id out of range", lambda: classifier("sparse_categorical_crossentropy"),
+     lambda m: m.fit(X, np.array([0, 1, 2, 3, 1, 2]), verbose=0), LossInputError, r"\[0, 3\)"),
+    ("BCE labels outside [0, 1]", lambda: classifier("binary_crossentropy"),
+     lambda m: m.fit(X, np.full((6, 3), 2.0), verbose=0), LossInputError, r"\[0, 1\]"),
+    ("strings", mlp, lambda m: m.fit(np.array([["a"] * 4] * 6), Y, verbose=0), unidl.DataError, "numeric"),
+    ("objects", mlp, lambda m: m.fit(np.array([[object()] * 4] * 6), Y, verbose=0), unidl.DataError, "numeric"),
+    ("complex", mlp, lambda m: m.fit(np.ones((6, 4), complex), Y, verbose=0), unidl.DataError, "complex"),
+    ("ragged list", mlp, lambda m: m.fit([[1, 2, 3, 4], [1, 2]], Y[:2], verbose=0), unidl.DataError,
+     "could not be turned into an array"),
+    ("empty data", mlp, lambda m: m.fit(np.zeros((0, 4)), np.zeros((0, 3)), verbose=0), unidl.DataError, "empty"),
+    ("batch_size 0", mlp, lambda m: m.fit(X, Y, batch_size=0, verbose=0), ValueError, "batch_size=0"),
+    ("batch_size float", mlp, lambda m: m.fit(X, Y, batch_size=2.5, verbose=0), ValueError, "batch_size=2.5"),
+    ("negative epochs", mlp, lambda m: m.fit(X, Y, epochs=-1, verbose=0), ValueError, "epochs=-1"),
+    ("validation_split 1", mlp, lambda m: m.fit(X, Y, validation_split=1.0, verbose=0), ValueError,
+     "validation_split"),
+    ("bad validation_data", mlp, lambda m: m.fit(X, Y, validation_data=X, verbose=0), unidl.DataError,
+     "validation_data"),
+    ("sample_weight shape", mlp, lambda m: m.fit(X, Y, sample_weight=np.ones(5), verbose=0), unidl.DataError,
+     r"sample_weight must have shape \(6,\)"),
+    ("verbose 3", mlp, lambda m: m.fit(X, Y, verbose=3), ValueError, "verbose"),
+    ("y missing", mlp, lambda m: m.fit(X, verbose=0), unidl.DataError, "y is missing"),
+    ("set_weights count", mlp, lambda m: m.set_weights(m.get_weights()[:2]), ValueError, "4 weight arrays, got 2"),
+    ("set_weights shape", mlp, lambda m: m.set_weights([np.zeros((5, 8))] + m.get_weights()[1:]), ValueError,
+     r"dense/kernel.*\(4, 8\).*\(5, 8\)"),
+    ("metrics as a string", mlp, lambda m: m.compile(loss="mse", metrics="mae", backend="numpy"), TypeError,
+     r"metrics=\['mae'\]"),
+    ("unknown metric", lambda: mlp(metrics=["acuracy"]), lambda m: m.fit(X, Y, verbose=0), ValueError,
+     "did you mean 'accuracy'"),
+    ("unknown loss", mlp, lambda m: m.compile(loss="mean_sqared_error", backend="numpy"), ValueError,
+     "did you mean 'mean_squared_error'"),
+    ("unknown optimizer", mlp, lambda m: m.compile(optimizer="sdg", loss="mse", backend="numpy"), ValueError,
+     "did you mean 'sgd'"),
+    ("unknown backend", mlp, lambda m: m.compile(loss="mse", backend="pytorch"), unidl.UnknownBackendError,
+     "installed backends"),
+    ("unsupported dtype", mlp, lambda m: m.compile(loss="mse", backend="numpy", dtype="float16"),
+     unidl.BackendError, "float16"),
+    ("device cuda without a GPU on numpy", mlp, lambda m: m.compile(loss="mse", backend="numpy", device="cuda"),
+     unidl.BackendError, "cuda"),
+    ("layer on a wrong-width tensor", mlp, lambda m: _call_layer(m.layers[1], np.ones((2, 5))), LayerShapeError,
+     r"dense_1.*\(None, 8\).*\(None, 5\)"),
+]
+
+
+def _snapshot(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+@pytest.mark.parametrize("name, make, call, error, pattern", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_clearly_and_changes_nothing(name, make, call, error, pattern):
+    model = make()
+    before = _snapshot(model)
+    with pytest.raises(error, match=pattern):
+        call(model)
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+    # still usable afterwards
+    x = np.ones((2, *model.input_shape[1:]), "float32")
+    assert model.predict(x).shape[0] == 2
+
+
+def test_there_are_at_least_thirty_cases():
+    assert len(CASES) >= 30
+
+
+def test_misspelled_layer_argument_suggests_the_name():
+    with pytest.raises(TypeError, match="'kernel_intializer'.*did you mean 'kernel_initializer'"):
+        layers.Dense(3, kernel_intializer="zeros")
+    with pytest.raises(TypeError, match="did you mean 'padding'"):
+        layers.Conv2D(3, 3, paddng="same")
+
+
+def test_fit_and_predict_before_compile():
+    model = unidl.Sequential([layers.Dense(1, input_shape=(4,))])
+    with pytest.raises(RuntimeError, match="compile"):
+        model.fit(X, np.ones((6, 1)), verbose=0)
+    with pytest.raises(RuntimeError, match="compile"):
+        model.predict(X)
+    with pytest.raises(RuntimeError, match="not built"):
+        unidl.Sequential([layers.Dense(1)]).summary()
