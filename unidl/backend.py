@@ -228,6 +228,14 @@ class Backend:
         """
         return False
 
+    def export_module(self, model) -> Any:
+        """Optionally return ``model`` (bound to this backend) as the framework's own module.
+
+        The module computes ``model.call`` with the framework alone once traced
+        (``torch.jit.trace``, ``tf.saved_model.save``), so users can leave unidl.
+        """
+        raise BackendError(f"backend {self.name!r} cannot export a model to a native module")
+
     def sync(self) -> None:
         """Wait for queued device work to finish (for timing). Default: nothing."""
 

@@ -300,6 +300,14 @@ class Model(Layer):
         return cls(inputs if len(inputs) > 1 else inputs[0], pick(config["outputs"]), name=config.get("name"),
                    seed=config.get("seed"), trainable=config.get("trainable", True))
 
+    def to_native(self):
+        """This model as its backend's own module: a ``torch.nn.Module`` on torch, a ``tf.Module``
+        on TensorFlow. It computes the same outputs; trace or save it to leave unidl behind."""
+        if self.backend is None:
+            raise NotCompiledError(f"model {self.name!r} must be compiled on a backend before to_native()")
+        self._require_built("to_native")
+        return self.backend.export_module(self)
+
     # ------------------------------------------------ training (training.py)
     save = saving.save_model
     save_weights = saving.save_weights

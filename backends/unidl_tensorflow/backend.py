@@ -552,6 +552,29 @@ class TensorFlowBackend(Backend):
             grads = tape.gradient(value, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return value, self._dense(grads)
 
+    def export_module(self, model):
+        """A ``tf.Module`` holding the model's tf.Variables, callable as a traced inference function.
+
+        ``tf.saved_model.save(module, path)`` writes a SavedModel that TensorFlow serves
+        without unidl.
+        """
+        from unidl.ops import use_backend
+        tf, backend = self.tf, self
+        shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+        specs = [tf.TensorSpec((None, *shape[1:]), self._float) for shape in shapes]
+
+        class UnidlModule(tf.Module):
+            def __init__(self):
+                super().__init__(name=model.name)
+                self.model_weights = [w.value for w in model.weights]
+
+            @tf.function(input_signature=specs, autograph=False)
+            def __call__(self, *inputs):
+                with use_backend(backend):
+                    return model.call(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+
+        return UnidlModule()
+
     def compile_step(self, step: Callable) -> Callable:
         """``step`` as one TF graph: forward, tape and optimizer update together.
 

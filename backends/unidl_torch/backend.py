@@ -347,6 +347,34 @@ class TorchBackend(Backend):
         with torch.no_grad():
             variable.copy_(value)
 
+    # ------------------------------------------------------------ export
+    def export_module(self, model):
+        """A ``torch.nn.Module`` whose parameters ARE the model's weights (no copy).
+
+        The unidl variables are rebound to the module's ``nn.Parameter`` objects, so
+        training either one trains both; ``torch.jit.trace`` / ``torch.onnx.export`` of
+        the module record a graph of torch ops only.
+        """
+        from unidl.ops import use_backend
+        backend, weights = self, model.weights
+        params = [torch.nn.Parameter(w.value.detach(), requires_grad=w.trainable and w.value.is_floating_point())
+                  for w in weights]
+        for w, p in zip(weights, params):
+            w.value = p
+
+        class UnidlModule(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.weights = torch.nn.ParameterList(params)
+
+            def forward(self, *inputs):
+                with use_backend(backend):
+                    return model.call(inputs[0] if len(inputs) == 1 else list(inputs), training=self.training)
+
+        module = UnidlModule()
+        module.eval()
+        return module
+
     # ------------------------------------------------------ fused updates
     def fused_update(self, rule, optimizer, variable, grad, slots, scalars) -> bool:
         """Keras's update rules as in-place torch kernels (4-5 ops instead of ~15 allocating ones).
