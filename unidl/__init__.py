@@ -17,23 +17,20 @@ from . import (activations, callbacks, initializers, layers, losses, metrics, op
                regularizers, saving, schedules)
 from .autodiff import grad, value_and_grad
 from .backend import Backend, BackendError
+from .data import DataError
 from .hookspecs import hookimpl
 from .models import Model, NotCompiledError, Sequential
 from .ops import use_backend
+from .registry import BackendUnavailableError, UnknownBackendError, get_backend, list_backends
 from .saving import load_model
-from .registry import (BackendUnavailableError, UnknownBackendError, get_backend,
-                       list_backends)
-from .data import DataError
 from .variables import Variable
 
 __all__ = [
     "Backend", "BackendError", "BackendUnavailableError", "DataError", "Model", "NotCompiledError",
-    "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "get_backend",
-    "hookimpl", "initializers", "layers", "list_backends", "losses", "metrics", "ops", "optimizers",
-    "regularizers", "use_backend", "value_and_grad", "grad", "Model", "compare", "load_model", "saving",
-    "schedules",
+    "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "get_backend",
+    "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",
+    "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad",
 ]
-
 
 def __getattr__(name: str):
     # ``unidl.compare`` (a module you can call: ``unidl.compare(model, backends=[...])``) loads on

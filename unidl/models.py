@@ -18,7 +18,6 @@ from .functional import Graph, SymbolicTensor, map_structure
 from .layers.base import InputLayer, Layer, Shape, _as_shape, _snake_case, is_symbolic
 from .ops import _current, use_backend
 from .registry import get_backend
-from .variables import Variable
 
 # Attributes that tie a model to a backend; clone() leaves them behind.
 _COMPILED_STATE = ("backend", "optimizer", "_train_function")
