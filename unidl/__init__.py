@@ -13,7 +13,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import (activations, callbacks, initializers, layers, losses, metrics, ops, optimizers,
+from . import (activations, callbacks, distributed, initializers, layers, losses, metrics, ops, optimizers,
                regularizers, saving, schedules)
 from .autodiff import grad, value_and_grad
 from .backend import Backend, BackendError
@@ -27,7 +27,8 @@ from .variables import Variable
 
 __all__ = [
     "Backend", "BackendError", "BackendUnavailableError", "DataError", "Model", "NotCompiledError",
-    "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "get_backend",
+    "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "distributed",
+    "get_backend",
     "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",
     "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad",
 ]

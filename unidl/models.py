@@ -63,6 +63,7 @@ class Model(Layer):
         self._train_function = None
         self._metric_ids: list = []
         self.jit_compile: bool | str = "auto"
+        self.distribute = None  # a unidl.distributed strategy, set by compile
         self.stop_training = False
         self.history = None
         self._graph: Graph | None = None
@@ -184,7 +185,7 @@ class Model(Layer):
     # ----------------------------------------------------------- compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend: str | Backend = "numpy",
                 dtype: str = "float32", device: str | None = None, jit_compile: bool | str = "auto",
-                loss_weights=None) -> None:
+                loss_weights=None, distribute=None) -> None:
         """Choose optimizer, loss, metrics and the backend this model runs on.
 
         Args:
@@ -192,6 +193,7 @@ class Model(Layer):
             loss: name ("mse", "binary_crossentropy"...), Loss instance or function; for a model
                 with several outputs, one for all, a list (one per output) or a dict by output name.
             loss_weights: for several outputs, the factor of each output's loss (list or dict).
+            distribute: a ``unidl.distributed.DataParallel`` strategy to train across processes.
             metrics: list of names ("accuracy", "mae"...), Metric instances or functions.
             backend: registered backend name ("numpy", "torch", "tensorflow", or a plugin's).
             dtype: compute dtype, "float32" (default) or "float64".
@@ -214,6 +216,9 @@ class Model(Layer):
             raise TypeError(f"metrics must be a list, e.g. metrics=[{metrics!r}]")
         self._metric_ids = dict(metrics) if isinstance(metrics, dict) else list(metrics or [])
         self.jit_compile = jit_compile
+        if distribute is not None:
+            distribute.check_backend(new_backend)
+        self.distribute = distribute
         self.backend = new_backend
         self._train_function = None
         if self.built:

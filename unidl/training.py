@@ -184,7 +184,10 @@ def train_step(self, x, y, sample_weight=None):
     key = tuple(map(id, trainable))
     if self._train_function is None or self._train_function[0] != key:
         self._train_function = (key, _make_train_function(self, trainable))
-    loss, y_pred = self._train_function[1](x, y, sample_weight, self.optimizer.step_scalars())
+    scalars = self.optimizer.step_scalars()
+    if self.distribute is not None:
+        scalars["batch_share"] = self._batch_share
+    loss, y_pred = self._train_function[1](x, y, sample_weight, scalars)
     self.optimizer.iterations += 1
     return loss, y_pred
 
@@ -200,6 +203,8 @@ def _make_train_function(model, trainable: list):
 
         loss, y_pred, grads = backend.value_and_grad(loss_fn, [w.value for w in trainable])
         with backend.no_grad():
+            if model.distribute is not None:  # sum every process's share: the whole batch's gradient
+                grads = model.distribute.reduce_gradients(grads, scalars.pop("batch_share"))
             model.optimizer.update_all(grads, trainable, scalars)
         return loss, y_pred
 
@@ -207,7 +212,7 @@ def _make_train_function(model, trainable: list):
 
 
 def _may_compile(model) -> bool:
-    if model.jit_compile is False:
+    if model.jit_compile is False or model.distribute is not None:
         return False
     # Layers drawing host randomness each call (Dropout's NumPy masks) would be frozen
     # into a traced graph, so such models run eagerly.
@@ -310,6 +315,13 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
             rng = self.shuffle_rng if shuffle else None
             for step, (xb, yb, wb) in enumerate(data.batches(batch_size, rng)):
                 cbs.on_train_batch_begin(step)
+                if self.distribute is not None:  # every process draws the same batch and keeps its slice
+                    total = len(flatten(xb)[0])
+                    xb, yb, wb = (self.distribute.shard(part) for part in (xb, yb, wb))
+                    self._batch_share = len(flatten(xb)[0]) / total
+                    if not self._batch_share:
+                        raise DataError(f"a batch of {total} samples cannot be split across "
+                                        f"{self.distribute.world_size} processes; use batches at least that large")
                 n = len(flatten(xb)[0])
                 yt = _to_backend(backend, yb)
                 wt = None if wb is None else backend.convert(wb)
