@@ -31,6 +31,7 @@ def main(backend: str = "torch", epochs: int = 10, batch_size: int = 64, seed: i
                   backend=backend, distribute=strategy)
     model.fit(x[train], y[train], batch_size=batch_size, epochs=epochs, verbose=0)
     loss, accuracy = model.evaluate(x[test], y[test], verbose=0)
+    strategy.shutdown()
     if strategy.rank == 0:
         print(f"[{backend}, {strategy.world_size} processes] test loss {loss:.4f}, test accuracy {accuracy:.3f}")
     return {"loss": loss, "accuracy": accuracy}

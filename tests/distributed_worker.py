@@ -21,6 +21,7 @@ def main(out: str) -> None:
     model = build()
     model.compile(optimizer="adam", loss="mse", backend="torch", dtype="float64", distribute=strategy)
     model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    strategy.shutdown()
     if strategy.rank == 0:
         single = build()
         single.compile(optimizer="adam", loss="mse", backend="torch", dtype="float64")

@@ -3,8 +3,10 @@
 Launch one process per device with ``torchrun`` and compile with a strategy::
 
     # torchrun --nproc_per_node 2 train.py
-    model.compile(optimizer="adam", loss="mse", backend="torch", distribute=unidl.distributed.DataParallel())
+    strategy = unidl.distributed.DataParallel()
+    model.compile(optimizer="adam", loss="mse", backend="torch", distribute=strategy)
     model.fit(x, y, batch_size=64)        # 64 = the global batch, split across the processes
+    strategy.shutdown()                   # close the process group before the process exits
 
 Every process holds the same data and draws the same batch order (the model's
 seeded generator), takes its own slice of each global batch, computes gradients
@@ -52,6 +54,13 @@ class DataParallel:
         if isinstance(batch, list):
             return [self.shard(a) for a in batch]
         return np.array_split(batch, self.world_size)[self.rank]
+
+    def shutdown(self) -> None:
+        """Wait for every process, then close the process group. Call it once training is over:
+        a process that exits with a live group can abort (gloo: "terminate called ...")."""
+        if self._dist.is_initialized():
+            self._dist.barrier()
+            self._dist.destroy_process_group()
 
     def reduce_gradients(self, grads: Sequence, share: float) -> list:
         """Sum ``share * grad`` over the processes, in place: the whole batch's mean gradient."""
