@@ -128,13 +128,16 @@ def prepare_weights(model, n: int, y: list[np.ndarray], sample_weight=None, clas
     return None if weights is None else weights.astype(model.backend.dtype)
 
 
+def pack_batch(arrays: list[np.ndarray], idx=slice(None)):
+    """Rows ``idx`` of each array: one array for a one-input/output model, else a list."""
+    return arrays[0][idx] if len(arrays) == 1 else [a[idx] for a in arrays]
+
+
 class ArrayData:
     """Arrays held in memory; batches are slices, shuffled by the model's generator."""
 
-    def __init__(self, x: list[np.ndarray], y: list[np.ndarray] | None, weights: np.ndarray | None,
-                 x_structure=None, y_structure=None):
+    def __init__(self, x: list[np.ndarray], y: list[np.ndarray] | None, weights: np.ndarray | None):
         self.x, self.y, self.weights = x, y, weights
-        self.x_structure, self.y_structure = x_structure, y_structure
 
     def __len__(self) -> int:
         return len(self.x[0])
@@ -151,24 +154,19 @@ class ArrayData:
         part = lambda arrays, s: None if arrays is None else [a[s] for a in arrays]  # noqa: E731
         w = self.weights
         return (ArrayData(part(self.x, slice(None, cut)), part(self.y, slice(None, cut)),
-                          None if w is None else w[:cut], self.x_structure, self.y_structure),
+                          None if w is None else w[:cut]),
                 ArrayData(part(self.x, slice(cut, None)), part(self.y, slice(cut, None)),
-                          None if w is None else w[cut:], self.x_structure, self.y_structure))
+                          None if w is None else w[cut:]))
 
     def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[tuple]:
         """(x, y, weights) NumPy batches; x/y keep their structure (one array or a list)."""
         order = rng.permutation(len(self)) if rng is not None else None
         for start in range(0, len(self), batch_size):
             idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-            yield (self._pack(self.x, self.x_structure, idx),
-                   None if self.y is None else self._pack(self.y, self.y_structure, idx),
+            yield (pack_batch(self.x, idx),
+                   None if self.y is None else pack_batch(self.y, idx),
                    None if self.weights is None else self.weights[idx])
 
-    @staticmethod
-    def _pack(arrays: list[np.ndarray], structure, idx):
-        if len(arrays) == 1 and structure is None:
-            return arrays[0][idx]
-        return [a[idx] for a in arrays]
 
 
 class IterableData:
@@ -210,9 +208,7 @@ class IterableData:
             self.model._losses = self.resolve_losses(self.model)
         ys = None if self.resolve_losses is None else prepare_y(self.model, y, n, self.model._losses)
         weights = prepare_weights(self.model, n, ys, w) if ys is not None else None
-        pack = ArrayData._pack
-        return (pack(xs, None if len(xs) == 1 else True, slice(None)),
-                None if ys is None else pack(ys, None if len(ys) == 1 else True, slice(None)), weights)
+        return pack_batch(xs), None if ys is None else pack_batch(ys), weights
 
 
 def pack_outputs(model, flat: list):

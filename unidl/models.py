@@ -270,9 +270,8 @@ class Model(Layer):
                           "kwargs": node.kwargs})
         return {"name": self.name, "seed": self.seed, "trainable": self.trainable,
                 "layers": layers_config, "calls": calls,
-                "inputs": [ref(t) for t in self._graph.inputs], "outputs": ref_structure(
-                    self._graph.output_structure if isinstance(self._graph.output_structure, (list, tuple))
-                    else self._graph.output_structure)}
+                "inputs": [ref(t) for t in self._graph.inputs],
+                "outputs": ref_structure(self._graph.output_structure)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects=None) -> "Model":

@@ -109,7 +109,7 @@ def _array_data(model, x, y, sample_weight=None, class_weight=None) -> ArrayData
     model._losses = resolve_losses(model)
     ys = prepare_y(model, y, len(xs[0]), model._losses)
     weights = prepare_weights(model, len(xs[0]), ys, sample_weight, class_weight)
-    return ArrayData(xs, ys, weights, None if len(xs) == 1 else True, None if len(ys) == 1 else True)
+    return ArrayData(xs, ys, weights)
 
 
 def _data(model, x, y, sample_weight, class_weight, steps):
@@ -422,7 +422,7 @@ def predict(self, x, batch_size: int | None = None, verbose=0, steps: int | None
         data = IterableData(self, x, steps, None)
     else:
         xs = prepare_x(self, x)
-        data = ArrayData(xs, None, None, None if len(xs) == 1 else True)
+        data = ArrayData(xs, None, None)
     bar = ProgressBar(data.steps(batch_size), _verbosity(verbose))
     outputs: list[list[np.ndarray]] = []
     with use_backend(backend), backend.no_grad():
