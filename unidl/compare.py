@@ -548,23 +548,13 @@ def layer_outputs(model: Model, x, training: bool = False) -> tuple[list[tuple[s
                 h = layer(h, training=training)
                 record(layer.name, h)
             return outputs, "per layer"
-        graph = model._graph
-        if graph is not None:
-            flat = flatten(xt)
-            if len(flat) != len(graph.inputs):
-                raise ValueError(f"the model takes {len(graph.inputs)} inputs, got {len(flat)}")
-            values = {id(t): v for t, v in zip(graph.inputs, flat)}
+        if model._graph is not None:
             calls: dict[int, int] = {}
-            for node in graph.nodes:
-                if isinstance(node.layer, InputLayer):
-                    continue
-                args = map_structure(lambda t: values[id(t)], node.inputs)
-                out = node.layer(args, training=training, **node.kwargs)
-                produced = flatten(out) if isinstance(node.outputs, list) else [out]
-                for t, v in zip(flatten(node.outputs), produced):
-                    values[id(t)] = v
-                count = calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+
+            def on_node(node, out):
+                count = calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1  # shared layers: name#2
                 record(node.layer.name + (f"#{count}" if count > 1 else ""), out)
+            model._graph.run(xt, training, on_node)
             return outputs, "per layer"
         record(f"{model.name} (output)", model.call(xt, training=training))
         return outputs, "final output only (a subclassed model runs its layers inside call())"

@@ -141,8 +141,11 @@ class Graph:
                 seen.setdefault(id(node.layer), node.layer)
         return list(seen.values())
 
-    def run(self, inputs, training: bool):
-        """Evaluate the graph on real tensors (same structure as the symbolic inputs)."""
+    def run(self, inputs, training: bool, on_node: Callable[[Node, Any], None] | None = None):
+        """Evaluate the graph on real tensors (same structure as the symbolic inputs).
+
+        ``on_node(node, output)`` is called after each layer call (``unidl compare`` records
+        per-layer activations with it)."""
         flat_inputs = flatten(inputs) if not _is_leaf(inputs) or len(self.inputs) > 1 else [inputs]
         if len(flat_inputs) != len(self.inputs):
             raise ValueError(f"the model takes {len(self.inputs)} inputs, got {len(flat_inputs)}")
@@ -154,6 +157,8 @@ class Graph:
             out = node.layer(args, training=training, **node.kwargs)
             for t, value in zip(flatten(node.outputs), flatten(out) if isinstance(node.outputs, list) else [out]):
                 values[id(t)] = value
+            if on_node is not None:
+                on_node(node, out)
         return map_structure(lambda t: values[id(t)], self.output_structure)
 
 
