@@ -338,7 +338,7 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
                 if self.stop_training:
                     break
             if not logs:
-                _warn_no_batches(self, data, epoch)
+                _warn_no_batches(self, epoch)
                 break
             if validation is not None and not self.stop_training:
                 val = _evaluate_data(self, validation, batch_size)
@@ -351,7 +351,7 @@ def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, ve
     return history
 
 
-def _warn_no_batches(model, data, epoch: int) -> None:
+def _warn_no_batches(model, epoch: int) -> None:
     model.stop_training = True
     warnings.warn(f"training stopped at epoch {epoch + 1}: the data iterable yielded no batch (a generator "
                   "runs out after one pass; pass steps_per_epoch, or an iterable that can restart)",
