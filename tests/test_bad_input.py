@@ -2,6 +2,8 @@
 and the model is left exactly as it was (same weights, still usable)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -86,8 +88,27 @@ CASES = [
      "did you mean 'sgd'"),
     ("unknown backend", mlp, lambda m: m.compile(loss="mse", backend="pytorch"), unidl.UnknownBackendError,
      "installed backends"),
-    ("unsupported dtype", mlp, lambda m: m.compile(loss="mse", backend="numpy", dtype="float16"),
-     unidl.BackendError, "float16"),
+    ("unsupported dtype", mlp, lambda m: m.compile(loss="mse", backend="numpy", dtype="int8"),
+     unidl.BackendError, r"int8.*\['float32', 'float64'\]"),
+    ("half dtype for the weights", mlp, lambda m: m.compile(loss="mse", backend="numpy", dtype="float16"),
+     ValueError, "dtype_policy='mixed_float16'"),
+    ("unknown dtype policy", mlp, lambda m: m.compile(loss="mse", backend="numpy", dtype_policy="mixed_bf16"),
+     ValueError, "unknown dtype policy 'mixed_bf16'.*mixed_bfloat16"),
+    ("mixed precision on NumPy", mlp,
+     lambda m: m.compile(loss="mse", backend="numpy", dtype_policy="mixed_bfloat16"), unidl.BackendError,
+     "'numpy' cannot compute in bfloat16"),
+    ("NaN in x", mlp, lambda m: m.fit(np.where(np.eye(6, 4) > 0, np.nan, X), Y, verbose=0), unidl.DataError,
+     r"x holds 4 NaN/inf value\(s\) in 4 sample\(s\), the first at sample 0.*nonfinite_data='warn'"),
+    ("inf in y", mlp, lambda m: m.fit(X, np.where(np.arange(18).reshape(6, 3) == 7, np.inf, Y), verbose=0),
+     unidl.DataError, r"y holds 1 NaN/inf .* at sample 2"),
+    ("NaN in sample_weight", mlp, lambda m: m.fit(X, Y, sample_weight=np.array([1, 1, 1, np.nan, 1, 1]),
+                                                   verbose=0), unidl.DataError, "sample_weight holds 1 NaN/inf"),
+    ("NaN in predict input", mlp, lambda m: m.predict(np.full((2, 4), np.nan)), unidl.DataError,
+     "x holds 8 NaN/inf"),
+    ("NaN in validation data", mlp, lambda m: m.fit(X, Y, validation_data=(X, np.full((6, 3), np.nan)), verbose=0),
+     unidl.DataError, "y holds 18 NaN/inf"),
+    ("unknown nonfinite_data", mlp, lambda m: m.compile(loss="mse", backend="numpy", nonfinite_data="skip"),
+     ValueError, r"nonfinite_data must be one of \['raise', 'warn', 'ignore'\]"),
     ("device cuda without a GPU on numpy", mlp, lambda m: m.compile(loss="mse", backend="numpy", device="cuda"),
      unidl.BackendError, "cuda"),
     ("layer on a wrong-width tensor", mlp, lambda m: _call_layer(m.layers[1], np.ones((2, 5))), LayerShapeError,
@@ -114,6 +135,40 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(name, make, call, erro
 
 def test_there_are_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+def test_nonfinite_data_can_be_warned_about_or_ignored():
+    bad_x = X.copy()
+    bad_x[1, 2] = np.nan
+    warned = mlp(nonfinite_data="warn")
+    with pytest.warns(RuntimeWarning, match="x holds 1 NaN/inf value.*sample 1"):
+        history = warned.fit(bad_x, Y, verbose=0)
+    assert np.isnan(history.history["loss"][0])  # what the default protects against
+    ignored = mlp(nonfinite_data="ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scan, no warning
+        ignored.predict(bad_x)
+
+
+def test_nonfinite_batch_from_an_iterable_is_refused():
+    model = mlp()
+    batches = [(X, Y), (np.full((6, 4), np.inf), Y)]
+    with pytest.raises(unidl.DataError, match="x holds 24 NaN/inf"):
+        model.fit(iter(batches), verbose=0)
+
+
+def test_the_kits_contract_check_names_the_ops_a_broken_backend_lacks():
+    from unidl.testing import checks
+
+    numpy_backend = unidl.get_backend("numpy")
+    broken = type("HalfDoneBackend", (unidl.Backend,), {
+        "name": "half_done", **{op: getattr(numpy_backend, op) for op in unidl.backend.PRIMITIVES
+                                if op not in ("erf", "conv2d", "take_along_axis")}})()
+    with pytest.raises(checks.ConformanceError,
+                       match=r"'half_done' .* does not implement 3 of the \d+ primitive ops: "
+                             r"erf, take_along_axis, conv2d"):
+        checks.check_contract(broken)
+    checks.check_contract(numpy_backend)  # a complete backend passes
 
 
 def test_misspelled_layer_argument_suggests_the_name():

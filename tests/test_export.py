@@ -1,5 +1,7 @@
-"""model.to_native(): the backend's own module, computing the same outputs."""
+"""model.to_native() and model.export(): the backend's own module or file, computing the same outputs."""
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
@@ -63,3 +65,112 @@ def test_to_native_needs_a_compiled_model_and_a_capable_backend():
     model.compile(loss="mse", backend="numpy")
     with pytest.raises(unidl.BackendError, match="'numpy' cannot export"):
         model.to_native()
+
+
+# ------------------------------------------------- model.export(path, format=...)
+
+def onnx_runtime():
+    """onnxruntime; skips the test unless torch and the [onnx] extra are installed."""
+    for name in ("torch", "onnx", "onnxscript"):
+        pytest.importorskip(name)
+    return pytest.importorskip("onnxruntime")
+
+
+def mlp(backend):
+    model = unidl.Sequential([layers.Input((4,)), layers.Dense(8, activation="relu"), layers.Dense(2)], seed=0)
+    model.compile(optimizer="adam", loss="mse", backend=backend)
+    return model
+
+
+def recurrent(cell):
+    def build(backend):
+        model = unidl.Sequential([layers.Input((5, 3)), cell(4), layers.Dense(2)], seed=0)
+        model.compile(optimizer="adam", loss="mse", backend=backend)
+        return model
+    return build
+
+
+def two_inputs_two_outputs(backend):
+    a, b = layers.Input((3,), name="a"), layers.Input((2,), name="b")
+    x = layers.Concatenate()([layers.Dense(4, activation="tanh")(a), b])
+    model = unidl.Model([a, b], [layers.Dense(1, name="score")(x), layers.Dense(2, activation="softmax",
+                                                                                 name="label")(x)], seed=0)
+    model.compile(optimizer="adam", loss="mse", backend=backend)
+    return model
+
+
+def inputs_for(model, batch):
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    rng = np.random.default_rng(batch)
+    return [rng.random((batch, *shape[1:])).astype("float32") for shape in shapes]
+
+
+def assert_runs_like_predict(session, model):
+    # the exporter traces batch 2: other batch sizes, 1 included, must run too
+    for batch in (1, 5):
+        xs = inputs_for(model, batch)
+        got = session.run(None, {i.name: x for i, x in zip(session.get_inputs(), xs)})
+        expected = model.predict(xs if len(xs) > 1 else xs[0])
+        for g, e in zip(got, expected if isinstance(expected, list) else [expected]):
+            np.testing.assert_allclose(g, e, rtol=FORWARD_F32.rtol, atol=FORWARD_F32.atol)
+
+
+@pytest.mark.parametrize("build", [mlp, cnn, recurrent(layers.LSTM), recurrent(layers.SimpleRNN),
+                                   two_inputs_two_outputs],
+                         ids=["mlp", "cnn", "lstm", "simple_rnn", "two_inputs_two_outputs"])
+def test_onnx_export_runs_in_onnxruntime_with_any_batch_size(tmp_path, build):
+    ort = onnx_runtime()
+    model = build("torch")
+    model.export(tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    assert [i.shape[0] for i in session.get_inputs()] == ["batch"] * len(session.get_inputs())
+    assert_runs_like_predict(session, model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # one file, no temporary left
+
+
+def test_onnx_names_inputs_and_outputs_after_the_functional_model(tmp_path):
+    ort = onnx_runtime()
+    model = two_inputs_two_outputs("torch")
+    model.export(tmp_path / "model.onnx", format="onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["a", "b"]
+    assert [o.name for o in session.get_outputs()] == ["score", "label"]
+
+
+def test_onnx_export_from_another_backend_goes_through_a_torch_copy(tmp_path):
+    ort = onnx_runtime()
+    pytest.importorskip("tensorflow")
+    model = mlp("tensorflow")
+    weights = [w.copy() for w in model.get_weights()]
+    model.export(tmp_path / "model.onnx")
+    assert model.backend.name == "tensorflow"  # the model itself stays where it was
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert_runs_like_predict(ort.InferenceSession(str(tmp_path / "model.onnx")), model)
+
+
+def test_saved_model_export_from_torch_overwrites_atomically(tmp_path):
+    pytest.importorskip("torch")
+    tf = pytest.importorskip("tensorflow")
+    model = cnn("torch")
+    target = tmp_path / "saved"
+    model.export(target, format="saved_model")
+    model.export(target, format="tf_saved_model")  # Keras's name; replaces the first export
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+    restored = tf.saved_model.load(str(target))
+    np.testing.assert_allclose(restored(tf.constant(X)).numpy(), model.predict(X),
+                               rtol=FORWARD_F32.rtol, atol=FORWARD_F32.atol)
+
+
+def test_export_errors_say_what_to_do(tmp_path, monkeypatch):
+    model = unidl.Sequential([layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"unknown export format 'keras'.*'onnx'"):
+        model.export(tmp_path / "m", format="keras")
+    with pytest.raises(RuntimeError, match="not built"):
+        model.export(tmp_path / "m.onnx")
+    model = unidl.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile(loss="mse", backend="numpy")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` raise ImportError
+    with pytest.raises(ImportError, match=r"needs the onnx and onnxscript packages.*pip install 'unidl\[onnx\]'"):
+        model.export(tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())

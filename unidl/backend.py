@@ -113,6 +113,7 @@ COMPOSITES: tuple[str, ...] = (
 
 DTYPES = ("float32", "float64", "int32", "int64", "bool")
 FLOAT_DTYPES = ("float32", "float64")
+HALF_DTYPES = ("bfloat16", "float16")  # compute dtypes of mixed precision (unidl.precision)
 
 
 class BackendError(RuntimeError):
@@ -145,6 +146,13 @@ class Backend:
     name: str = "abstract"
     framework: str = ""  # importable module name of the framework, e.g. "torch"
     supported_dtypes: tuple[str, ...] = FLOAT_DTYPES
+    # Half dtypes this backend can compute in under a mixed-precision policy (see
+    # ``compute_twin``); its ``cast`` must then accept them too.
+    mixed_precision_dtypes: tuple[str, ...] = ()
+    # Set on a compute twin only: reads of unidl.Variables are cast to ``dtype`` (autocasting),
+    # and ``full_precision`` is the backend owning the float32 master weights.
+    autocast: bool = False
+    full_precision: "Backend | None" = None
     # Conformance-kit declarations (read by unidl.testing, shown in its report):
     # check id (e.g. "op:erf" or "op:erf:float32:grad") -> why it is skipped.
     conformance_exclusions: dict[str, str] = {}
@@ -152,7 +160,7 @@ class Backend:
     conformance_tolerances: dict[str, tuple[float, float, str]] = {}
 
     def __init__(self, dtype: str = "float32", device: str | None = None):
-        if dtype not in self.supported_dtypes:
+        if dtype not in self.supported_dtypes and dtype not in self.mixed_precision_dtypes:
             raise BackendError(
                 f"backend {self.name!r} does not support dtype={dtype!r}; "
                 f"choose one of {list(self.supported_dtypes)}")
@@ -236,6 +244,28 @@ class Backend:
         """
         raise BackendError(f"backend {self.name!r} cannot export a model to a native module")
 
+    def compute_twin(self, dtype: str) -> "Backend":
+        """This backend computing in half precision ``dtype`` over this backend's variables.
+
+        Floating tensors the twin makes (``convert``, ``zeros``, ``one_hot``) are ``dtype``, and
+        ``unidl.ops`` cast each ``unidl.Variable`` it reads to ``dtype``. Variables, optimizer
+        state and assignments stay with this backend (float32 master weights).
+        """
+        if dtype not in self.mixed_precision_dtypes:
+            offered = (f"it offers {list(self.mixed_precision_dtypes)}" if self.mixed_precision_dtypes
+                       else "use backend='torch' or backend='tensorflow'")
+            raise BackendError(f"backend {self.name!r} cannot compute in {dtype} (mixed precision); {offered}")
+        twins = self.__dict__.setdefault("_twins", {})
+        if dtype not in twins:
+            twin = type(self)(dtype=dtype, device=self.device)
+            twin.autocast, twin.full_precision = True, self
+            twins[dtype] = twin
+        return twins[dtype]
+
+    def is_floating(self, x: Tensor) -> bool:
+        """Whether ``x`` is a floating tensor (any width); override when ``x.dtype`` says otherwise."""
+        return "float" in str(getattr(x, "dtype", ""))
+
     def sync(self) -> None:
         """Wait for queued device work to finish (for timing). Default: nothing."""
 
@@ -304,6 +334,17 @@ class Backend:
     def ones(self, shape, dtype: str | None = None):
         """Ones of ``shape`` in ``dtype`` (default: the compute dtype)."""
         return self.convert(np.ones(shape), dtype=dtype or self.dtype)
+
+
+def missing_ops(backend: Backend) -> list[str]:
+    """The primitive ops ``backend`` does not implement (the conformance kit's first check)."""
+    missing = []
+    for op in PRIMITIVES:
+        try:
+            getattr(backend, op)
+        except (BackendError, AttributeError):
+            missing.append(op)
+    return missing
 
 
 def iter_ops() -> Iterator[str]:

@@ -15,6 +15,7 @@ against the loss, so the loop itself only converts and runs.
 from __future__ import annotations
 
 import collections.abc
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -42,6 +43,35 @@ def as_numeric_array(data: Any, argument: str) -> np.ndarray:
     if array.ndim == 0:
         raise DataError(f"{argument} must have a batch axis, got a scalar")
     return array
+
+
+NONFINITE_CHOICES = ("raise", "warn", "ignore")
+
+
+def check_finite(model, arrays: list[np.ndarray], argument: str) -> None:
+    """Apply the model's ``nonfinite_data`` choice (compile) to NaN/inf entries of ``arrays``.
+
+    One NaN in the data makes the loss NaN and then every weight: "raise" (the default)
+    stops before that happens, "warn" trains anyway with a warning, "ignore" skips the scan.
+    """
+    choice = getattr(model, "nonfinite_data", "raise")
+    if choice == "ignore":
+        return
+    for i, a in enumerate(arrays):
+        if a.dtype.kind != "f":
+            continue  # integer and bool data cannot hold NaN or inf
+        bad = ~np.isfinite(a)
+        if not bad.any():
+            continue
+        rows = np.flatnonzero(bad.reshape(len(a), -1).any(axis=1))
+        which = argument if len(arrays) == 1 else f"{argument}[{i}]"
+        message = (f"{which} holds {int(bad.sum())} NaN/inf value(s) in {len(rows)} sample(s), the first at "
+                   f"sample {rows[0]}; they would turn the loss and then the weights into NaN")
+        if choice == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            continue
+        raise DataError(f"{message}. Clean them (drop those rows, or np.nan_to_num), or pass "
+                        "compile(..., nonfinite_data='warn') or 'ignore' to use the data as it is")
 
 
 def is_iterable_data(x) -> bool:
@@ -93,6 +123,7 @@ def prepare_x(model, x, argument: str = "x") -> list[np.ndarray]:
             which = argument if len(arrays) == 1 else f"{argument}[{i}]"
             raise DataError(f"{which} has samples of shape {a.shape[1:]}, but model {model.name!r} expects "
                             f"{tuple(expected[1:])} (layer {first!r} was built for input shape {expected})")
+    check_finite(model, arrays, argument)
     # Inputs become the compute dtype, integers included (layers taking ids, like Embedding,
     # cast back; float32 holds every id below 2**24 exactly).
     return [a.astype(model.backend.dtype, copy=False) for a in arrays]
@@ -104,6 +135,7 @@ def prepare_y(model, y, n: int, losses: list) -> list[np.ndarray]:
         raise DataError("y is missing: fit and evaluate need targets")
     outputs = _shape_list(model.output_shape)
     arrays = _structured(y, len(outputs), "y")
+    check_finite(model, arrays, "y")  # before the loss's label checks, which NaN would confuse
     checked = []
     for a, (loss, _), shape in zip(arrays, losses, outputs):
         if len(a) != n:
@@ -119,6 +151,7 @@ def prepare_weights(model, n: int, y: list[np.ndarray], sample_weight=None, clas
         weights = as_numeric_array(sample_weight, "sample_weight").astype(np.float64)
         if weights.shape != (n,):
             raise DataError(f"sample_weight must have shape ({n},), got {weights.shape}")
+        check_finite(model, [weights], "sample_weight")
     if class_weight is not None:
         labels = y[0]
         labels = labels.argmax(-1) if labels.ndim > 1 and labels.shape[-1] > 1 else \

@@ -12,15 +12,16 @@ import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
-from . import saving, training
+from . import precision, saving, training
 from .backend import Backend
+from .data import NONFINITE_CHOICES
 from .functional import Graph, SymbolicTensor, map_structure
 from .layers.base import InputLayer, Layer, Shape, _as_shape, _snake_case, is_symbolic
 from .ops import _current, use_backend
 from .registry import get_backend
 
 # Attributes that tie a model to a backend; clone() leaves them behind.
-_COMPILED_STATE = ("backend", "optimizer", "_train_function")
+_COMPILED_STATE = ("backend", "optimizer", "_train_function", "dtype_policy")
 
 
 class NotCompiledError(RuntimeError):
@@ -64,6 +65,8 @@ class Model(Layer):
         self._metric_ids: list = []
         self.jit_compile: bool | str = "auto"
         self.distribute = None  # a unidl.distributed strategy, set by compile
+        self.dtype_policy: precision.DTypePolicy | None = None  # set by compile
+        self.nonfinite_data = "raise"  # compile's choice for NaN/inf in the data
         self.stop_training = False
         self.history = None
         self._graph: Graph | None = None
@@ -171,8 +174,13 @@ class Model(Layer):
     def __call__(self, inputs, training: bool = False, **kwargs):
         """Run the model. Inside another model's computation (a backend is bound and the inputs are
         tensors) it behaves as a layer; called from user code it uses its own compiled backend."""
-        if is_symbolic(inputs) or (current_backend_or_none() is not None and not _has_numpy(inputs)):
-            return super().__call__(inputs, training=training, **kwargs)
+        def as_layer(x):
+            return super(Model, self).__call__(x, training=training, **kwargs)
+
+        bound = current_backend_or_none()
+        if is_symbolic(inputs) or (bound is not None and not _has_numpy(inputs)):
+            # A custom training step calling its own model runs it under the model's dtype policy.
+            return self.forward(inputs, run=as_layer) if bound is self.backend else as_layer(inputs)
         if self.backend is None:
             raise NotCompiledError(f"model {self.name!r} is not bound to a backend; call "
                                    "model.compile(..., backend=...) first")
@@ -180,12 +188,28 @@ class Model(Layer):
             inputs = map_structure(lambda x: self.backend.convert(x) if isinstance(x, np.ndarray) else x, inputs)
             if not self.built:
                 self.ensure_built(map_structure(lambda x: (None, *self.backend.shape(x)[1:]), inputs))
-            return self.call(inputs, training=training)
+            return self.forward(inputs, run=as_layer)
+
+    def forward(self, inputs, training: bool = False, run=None):
+        """``call(inputs)`` under the model's dtype policy (with its backend bound).
+
+        Under a mixed policy the inputs are cast to the compute dtype, the layers run on the
+        backend's half-precision twin, and the outputs come back as float32 for losses and metrics.
+        """
+        run = run or (lambda x: self.call(x, training=training))
+        policy = self.dtype_policy
+        if policy is None or not policy.mixed:
+            return run(inputs)
+        twin = self.backend.compute_twin(policy.compute_dtype)
+        with use_backend(twin):
+            outputs = run(precision.cast_floats(twin, inputs, twin.dtype))
+        return precision.cast_floats(self.backend, outputs, policy.variable_dtype)
 
     # ----------------------------------------------------------- compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend: str | Backend = "numpy",
                 dtype: str = "float32", device: str | None = None, jit_compile: bool | str = "auto",
-                loss_weights=None, distribute=None) -> None:
+                loss_weights=None, distribute=None, dtype_policy: str | None = None,
+                nonfinite_data: str = "raise") -> None:
         """Choose optimizer, loss, metrics and the backend this model runs on.
 
         Args:
@@ -196,14 +220,27 @@ class Model(Layer):
             distribute: a ``unidl.distributed.DataParallel`` strategy to train across processes.
             metrics: list of names ("accuracy", "mae"...), Metric instances or functions.
             backend: registered backend name ("numpy", "torch", "tensorflow", or a plugin's).
-            dtype: compute dtype, "float32" (default) or "float64".
+            dtype: weight and compute dtype, "float32" (default) or "float64".
+            dtype_policy: "mixed_bfloat16" or "mixed_float16" to compute in half precision with
+                float32 master weights (torch, tensorflow); "mixed_float16" scales the loss.
             device: e.g. "cpu", "cuda", "cuda:1"; None is the backend's default.
             jit_compile: let the backend compile the train step ("auto": when it has a faster path).
+            nonfinite_data: what fit/evaluate/predict do with NaN or inf in x, y or sample_weight:
+                "raise" (default, a DataError naming the array and the first bad sample),
+                "warn" (a RuntimeWarning, then use the data) or "ignore" (no scan).
 
         Compiling again (e.g. on another backend) keeps the current weights and
         starts a fresh optimizer state.
         """
+        if nonfinite_data not in NONFINITE_CHOICES:
+            raise ValueError(f"nonfinite_data must be one of {list(NONFINITE_CHOICES)}, got {nonfinite_data!r}")
+        if dtype in precision.HALF_DTYPES:
+            raise ValueError(f"dtype={dtype!r} would keep the weights themselves in {dtype}; to compute in {dtype} "
+                             f"with float32 weights, compile with dtype_policy='mixed_{dtype}'")
         new_backend = get_backend(backend, dtype=dtype, device=device)
+        policy = precision.get_policy(dtype_policy, new_backend.dtype)
+        if policy.mixed:
+            new_backend.compute_twin(policy.compute_dtype)  # fails now, not at the first step
         self.optimizer = optimizers_mod.get(optimizer)
         # Validate names now; per-output losses are matched to outputs when training starts.
         for item in (loss.values() if isinstance(loss, dict) else loss if isinstance(loss, (list, tuple))
@@ -219,6 +256,8 @@ class Model(Layer):
         if distribute is not None:
             distribute.check_backend(new_backend)
         self.distribute = distribute
+        self.dtype_policy = policy
+        self.nonfinite_data = nonfinite_data
         self.backend = new_backend
         self._train_function = None
         if self.built:
@@ -310,6 +349,13 @@ class Model(Layer):
             raise NotCompiledError(f"model {self.name!r} must be compiled on a backend before to_native()")
         self._require_built("to_native")
         return self.backend.export_module(self)
+
+    def export(self, path, format: str = "onnx", **options) -> None:
+        """Write this model for inference without unidl: ``format="onnx"`` (a ``.onnx`` file, dynamic
+        batch axis; ``pip install 'unidl[onnx]'``) or ``"saved_model"`` (a TensorFlow SavedModel
+        directory). Works from any backend; see :mod:`unidl.exporting`."""
+        from .exporting import export
+        export(self, path, format, **options)
 
     # ------------------------------------------------ training (training.py)
     save = saving.save_model

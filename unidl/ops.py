@@ -53,9 +53,14 @@ def use_backend(backend: "Backend | str", **options) -> Iterator[Backend]:
         _current.reset(token)
 
 
-def _unwrap(x):
+def _unwrap(x, backend: Backend | None = None):
     # A unidl.Variable holds its backend tensor in ``.value``; everything else passes through.
-    return x.value if type(x) is Variable else x
+    # A mixed-precision compute twin reads float32 master weights in its half dtype.
+    if type(x) is not Variable:
+        return x
+    if backend is not None and backend.autocast:
+        return backend.cast(x.value, backend.dtype)
+    return x.value
 
 
 def _make_op(name: str, doc: str):
@@ -65,7 +70,7 @@ def _make_op(name: str, doc: str):
             current_backend()
         for a in args:  # rebuild the argument list only when a Variable is among them
             if type(a) is Variable:
-                args = [_unwrap(x) for x in args]
+                args = [_unwrap(x, backend) for x in args]
                 break
         return getattr(backend, name)(*args, **kwargs)
     op.__name__ = op.__qualname__ = name
@@ -81,7 +86,8 @@ for _name in COMPOSITES:
 
 def concatenate(xs, axis: int = -1):
     """concatenate(xs, axis=-1): join a sequence of tensors (Variables allowed)."""
-    return current_backend().concatenate([_unwrap(x) for x in xs], axis=axis)
+    backend = current_backend()
+    return backend.concatenate([_unwrap(x, backend) for x in xs], axis=axis)
 
 
 __all__ = ["current_backend", "use_backend", "NoBackendError", *PRIMITIVES, *COMPOSITES]

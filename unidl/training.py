@@ -187,33 +187,58 @@ def train_step(self, x, y, sample_weight=None):
     scalars = self.optimizer.step_scalars()
     if self.distribute is not None:
         scalars["batch_share"] = self._batch_share
+    scaler = self.dtype_policy.loss_scale if self.dtype_policy is not None else None
+    skipped = scaler.skipped_steps if scaler is not None else 0
     loss, y_pred = self._train_function[1](x, y, sample_weight, scalars)
-    self.optimizer.iterations += 1
+    if scaler is None or scaler.skipped_steps == skipped:  # a step skipped for overflow is not counted
+        self.optimizer.iterations += 1
     return loss, y_pred
 
 
 def _make_train_function(model, trainable: list):
     """The generic step, handed to the backend to compile when that is allowed and useful."""
     backend = model.backend
+    scaler = model.dtype_policy.loss_scale if model.dtype_policy is not None else None
 
     def step(x, y, sample_weight, scalars):
         def loss_fn():
-            y_pred = model.call(x, training=True)
-            return total_loss(model, y, y_pred, sample_weight), y_pred
+            y_pred = model.forward(x, training=True)
+            loss = total_loss(model, y, y_pred, sample_weight)
+            if scaler is None:
+                return loss, y_pred
+            return ops.multiply(loss, scaler.scale), (y_pred, loss)
 
         loss, y_pred, grads = backend.value_and_grad(loss_fn, [w.value for w in trainable])
         with backend.no_grad():
+            if scaler is not None:
+                (y_pred, loss), grads = y_pred, [ops.multiply(g, 1.0 / scaler.scale) for g in grads]
             if model.distribute is not None:  # sum every process's share: the whole batch's gradient
                 grads = model.distribute.reduce_gradients(grads, scalars.pop("batch_share"))
+            if scaler is not None:
+                finite = _all_finite(backend, grads)
+                scaler.update(finite)
+                if not finite:  # overflow in float16: skip the update; the scale was halved
+                    return loss, y_pred
             model.optimizer.update_all(grads, trainable, scalars)
         return loss, y_pred
 
     return backend.compile_step(step) if _may_compile(model) else step
 
 
+def _all_finite(backend, grads) -> bool:
+    """Whether every gradient entry is finite (one host sync: inf or NaN anywhere makes the sum so)."""
+    total = None
+    for g in grads:
+        term = ops.sum(ops.multiply(g, 0.0))  # 0 * inf = NaN, so any inf/NaN survives the sum
+        total = term if total is None else ops.add(total, term)
+    return total is None or bool(np.isfinite(backend.to_numpy(total)))
+
+
 def _may_compile(model) -> bool:
     if model.jit_compile is False or model.distribute is not None:
         return False
+    if model.dtype_policy is not None and model.dtype_policy.loss_scale is not None:
+        return False  # skipping an overflowed step is a host-side decision
     # Layers drawing host randomness each call (Dropout's NumPy masks) would be frozen
     # into a traced graph, so such models run eagerly.
     host_random = [layer.name for layer in model.layers if getattr(layer, "draws_host_randomness", False)]
@@ -243,7 +268,7 @@ def total_loss(model, y, y_pred, sample_weight=None):
 def test_step(self, x, y, sample_weight=None):
     """Loss and predictions on a batch, in inference mode; returns (loss, y_pred)."""
     with self.backend.no_grad():
-        y_pred = self.call(x, training=False)
+        y_pred = self.forward(x, training=False)
         return total_loss(self, y, y_pred, sample_weight), y_pred
 
 
@@ -361,8 +386,9 @@ def _warn_no_batches(model, epoch: int) -> None:
 def _stop_on_invalid_loss(model, epoch: int, step: int, loss: float) -> None:
     model.stop_training = True
     message = (f"training stopped: the loss became {loss} at epoch {epoch + 1}, batch {step + 1}. "
-               "Common causes: a learning rate too high, unscaled inputs, or log/divide of zero in a "
-               "custom loss. Try a smaller learning_rate or clipnorm=1.0.")
+               "Common causes: a learning rate too high, unscaled inputs, NaN/inf in the data (let through "
+               "by compile(nonfinite_data=...)), or log/divide of zero in a custom loss. "
+               "Try a smaller learning_rate or clipnorm=1.0.")
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
@@ -427,7 +453,7 @@ def predict(self, x, batch_size: int | None = None, verbose=0, steps: int | None
     outputs: list[list[np.ndarray]] = []
     with use_backend(backend), backend.no_grad():
         for step, (xb, _, _) in enumerate(data.batches(batch_size)):
-            out = self.call(_to_backend(backend, xb), training=False)
+            out = self.forward(_to_backend(backend, xb), training=False)
             outputs.append([backend.to_numpy(o) for o in flatten(out)])
             bar.update(step + 1, {})
     bar.finish({})
@@ -452,7 +478,9 @@ def print_summary(model, print_fn=print) -> None:
 
     total = model.count_params()
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    backend = f", backend: {model.backend.name} ({model.backend.dtype})" if model.backend else ""
+    policy = model.dtype_policy
+    dtype = policy.name if policy is not None and policy.mixed else model.backend.dtype if model.backend else ""
+    backend = f", backend: {model.backend.name} ({dtype})" if model.backend else ""
     out = [f'Model: "{model.name}"{backend}', line, fmt(headers), line.replace("-", "=")]
     out += [fmt(r) for r in rows]
     out += [line, f" Total params: {total:,}", f" Trainable params: {trainable:,}",

@@ -38,7 +38,7 @@ import numpy as np
 from unidl.geometry import check_rank4 as _check_rank4, check_window as _check_window  # noqa: I001
 from unidl.geometry import pair as _pair, pool_geometry as _pool_geometry
 from unidl.geometry import resolve_padding as _resolve_padding, transpose_geometry as _transpose_geometry
-from unidl.backend import DTYPES, PRIMITIVES, Backend, BackendError
+from unidl.backend import DTYPES, HALF_DTYPES, PRIMITIVES, Backend, BackendError
 
 Tensor = Any  # tf.Tensor or tf.Variable
 
@@ -76,6 +76,7 @@ class TensorFlowBackend(Backend):
 
     name = "tensorflow"
     framework = "tensorflow"
+    mixed_precision_dtypes = ("bfloat16", "float16")
 
     def __init__(self, dtype: str = "float32", device: str | None = None):
         super().__init__(dtype=dtype, device=device)
@@ -85,7 +86,7 @@ class TensorFlowBackend(Backend):
         import tensorflow as tf
         self.tf = tf
         self._float = tf.as_dtype(self.dtype)
-        self._tf_dtypes = {d: tf.as_dtype(d) for d in DTYPES}
+        self._tf_dtypes = {d: tf.as_dtype(d) for d in (*DTYPES, *HALF_DTYPES)}
         self._gpus = tf.config.list_physical_devices("GPU")
         self._allow_memory_growth()
         self.device, self._tf_device = self._resolve_device(self.device)
@@ -139,7 +140,14 @@ class TensorFlowBackend(Backend):
     def _bind_ops(self) -> None:
         """Bind the hot primitives as instance attributes: one closure call per op."""
         tf, raw = self.tf, self.tf.raw_ops
-        tensor_types = frozenset((type(tf.constant(0.0)), type(tf.Variable(0.0))))
+        # The eager tensor and variable classes, named rather than made: the first tensor starts TF's
+        # runtime, after which tf.distribute can no longer set up (unidl.distributed does, at compile).
+        try:
+            from tensorflow.python.framework.ops import EagerTensor
+            from tensorflow.python.ops.resource_variable_ops import ResourceVariable
+            tensor_types = frozenset((EagerTensor, ResourceVariable))
+        except ImportError:  # pragma: no cover - moved in another TF version
+            tensor_types = frozenset((type(tf.constant(0.0)), type(tf.Variable(0.0))))
         self._tensor_types = tensor_types
         coerce, as_tensor = self._coerce, self._as_tensor
 
@@ -295,7 +303,7 @@ class TensorFlowBackend(Backend):
         array = np.asarray(x)
         target = self._dtype(dtype).as_numpy_dtype if dtype else self._numpy_target(array.dtype)
         if array.dtype != target:
-            array = array.astype(target)
+            array = array.astype(target)  # bfloat16 included: TF's numpy dtype for it casts NumPy floats
         with self._place():
             return tf.constant(array)
 
@@ -308,7 +316,7 @@ class TensorFlowBackend(Backend):
     def _numpy_target(self, dtype: np.dtype) -> np.dtype:
         kind = dtype.kind
         if kind == "f":
-            return np.dtype(self.dtype)
+            return self._float.as_numpy_dtype  # ml_dtypes' bfloat16 under mixed precision
         if kind in "iu":
             return np.dtype(np.int64)
         if kind == "b":

@@ -19,7 +19,7 @@ import numpy as np
 from unidl.geometry import check_rank4 as _check_rank4, check_window as _check_window  # noqa: I001
 from unidl.geometry import pair as _pair, pool_geometry as _pool_geometry
 from unidl.geometry import resolve_padding as _resolve_padding, transpose_geometry as _transpose_geometry
-from unidl.backend import Backend, BackendError, Tensor
+from unidl.backend import HALF_DTYPES, Backend, BackendError, Tensor
 
 torch: Any = None  # bound by TorchBackend.__init__
 F: Any = None  # torch.nn.functional, bound there too
@@ -55,6 +55,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     framework = "torch"
+    mixed_precision_dtypes = ("bfloat16", "float16")
 
     def __init__(self, dtype: str = "float32", device: str | None = None):
         global torch, F
@@ -65,6 +66,7 @@ class TorchBackend(Backend):
         self._device = self._resolve_device(device)
         self.device = str(self._device)
         self._dtypes = {"float32": torch.float32, "float64": torch.float64,
+                        "bfloat16": torch.bfloat16, "float16": torch.float16,
                         "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
         self._float = self._dtypes[dtype]
 
@@ -159,6 +161,8 @@ class TorchBackend(Backend):
             else:
                 raise BackendError(f"torch backend: cannot convert an array of dtype {arr.dtype}")
         # torch.tensor copies, so the result never aliases the caller's array.
+        if dtype in HALF_DTYPES:  # NumPy has no bfloat16: go through float32
+            return torch.tensor(np.asarray(arr, dtype=np.float32), device=self._device).to(self._dtypes[dtype])
         return torch.tensor(np.asarray(arr, dtype=dtype), device=self._device)
 
     def to_numpy(self, x: Tensor) -> np.ndarray:

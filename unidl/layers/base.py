@@ -135,6 +135,9 @@ class Layer:
         return int(sum(np.prod(w.shape) for w in self.weights))
 
     _kind = "layer"  # how error messages name this kind of object
+    # Under a mixed-precision policy, False runs this layer in float32 (statistics such as
+    # batch means and variances lose too much in bfloat16); see unidl.precision.
+    autocast = True
 
     def get_weights(self) -> list[np.ndarray]:
         """All weights as NumPy arrays, layer by layer in Keras order (kernel, then bias)."""
@@ -218,7 +221,18 @@ class Layer:
                 f"{self.input_shape}, got {shape}")
         if _accepts_training(type(self)):
             kwargs["training"] = training
+        backend = ops._current.get()
+        if backend is not None and backend.autocast and not self.autocast:
+            return self._call_in_full_precision(backend, inputs, kwargs)
         return self.call(inputs, **kwargs)
+
+    def _call_in_full_precision(self, twin, inputs, kwargs):
+        """Run ``call`` on the float32 backend behind a mixed-precision twin; outputs in the twin's dtype."""
+        from ..precision import cast_floats
+        full = twin.full_precision
+        with ops.use_backend(full):
+            outputs = self.call(cast_floats(full, inputs, full.dtype), **kwargs)
+        return cast_floats(twin, outputs, twin.dtype)
 
     # ------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:

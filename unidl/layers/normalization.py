@@ -71,6 +71,8 @@ class BatchNormalization(Layer):
     (channels first) and keeps an *unbiased* running variance.
     """
 
+    autocast = False  # mean and variance in float32 under mixed precision
+
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
@@ -169,6 +171,8 @@ class LayerNormalization(Layer):
     PyTorch's ``nn.LayerNorm`` takes ``normalized_shape`` (always the trailing axes)
     and defaults to eps 1e-5.
     """
+
+    autocast = False  # mean and variance in float32 under mixed precision
 
     def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,

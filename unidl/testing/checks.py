@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import unidl
-from unidl.backend import Backend, BackendError
+from unidl.backend import PRIMITIVES, Backend, BackendError, missing_ops
 
 from . import tolerances
 from .kit import REFERENCE_BACKEND, REFERENCE_DTYPE, CheckId
@@ -304,6 +304,16 @@ class _Absent:
 
     def __set__(self, obj: Any, value: Any) -> None:
         raise AttributeError("removed by the conformance kit")
+
+
+def check_contract(backend: Backend) -> None:
+    """The backend implements every primitive op, or the report names each one it lacks."""
+    missing = missing_ops(backend)
+    if missing:
+        raise ConformanceError(
+            f"backend {backend.name!r} ({type(backend).__module__}.{type(backend).__name__}) does not implement "
+            f"{len(missing)} of the {len(PRIMITIVES)} primitive ops: {', '.join(missing)}. Each op's contract "
+            "is in unidl.backend.PRIMITIVES; see docs/writing-a-backend.md")
 
 
 def check_missing_op(backend: Backend, op: str) -> None:

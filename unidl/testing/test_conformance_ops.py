@@ -16,7 +16,8 @@ from typing import Any
 from . import checks, opspecs
 from .kit import SimpleCase, Target, conformance_check
 
-__all__ = ["test_op_forward", "test_op_grad", "test_op_grad_fd", "test_missing_op_raises_backend_error"]
+__all__ = ["test_backend_implements_every_primitive", "test_op_forward", "test_op_grad", "test_op_grad_fd",
+           "test_missing_op_raises_backend_error"]
 
 
 def _forward_cases(target: Target) -> list[opspecs.Case]:
@@ -34,6 +35,11 @@ def _fd_cases(target: Target) -> list[opspecs.Case]:
     if not target.is_reference:
         return []
     return [c for c in opspecs.all_cases() if opspecs.spec(c.item).checks_grad(c) and c.fd]
+
+
+@conformance_check("error", "contract", lambda target: [SimpleCase("primitives", "every_op")])
+def test_backend_implements_every_primitive(unidl_backend: Any, unidl_case: SimpleCase) -> None:
+    checks.check_contract(unidl_backend)
 
 
 @conformance_check("op", "forward", _forward_cases)
