@@ -205,3 +205,13 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="float32 master weights.*dtype='float32'"):
         model.compile(loss="mse", backend="numpy", dtype="float64", dtype_policy="mixed_float16")
     assert model.backend is None  # nothing half-compiled
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_bench_runs_mixed_precision_cases_side_by_side(backend, policy):
+    from unidl import bench
+    cases = [case for case in bench.available_cases(policy) if case.endswith("/" + backend)]
+    assert f"unidl/{backend}" in cases
+    for case in cases:
+        result = bench.run_case("mlp", case, steps=2, batch_size=8, repeats=1, device=None, policy=policy)
+        assert result["case"] == case and len(result["ms_per_step"]) == 1 and result["ms_per_step"][0] > 0

@@ -15,8 +15,14 @@ round-robin ``--rounds`` times and the median ms/step is reported, with the
 ratio to the native loop of the same framework (target: <= 1.05) and, for
 the NumPy backend, to native torch (target: <= 1.5).
 
+With ``--dtype-policy mixed_bfloat16`` (or mixed_float16) unidl compiles with that
+policy and the native loops do what their users write by hand: ``torch.autocast``
+(plus ``torch.amp.GradScaler`` for float16) and, in TensorFlow, bfloat16 casts of the
+inputs and weights inside the step.
+
     python -m unidl.bench               # or: unidl bench
     python -m unidl.bench --json out.json --device cuda
+    python -m unidl.bench --device cuda --dtype-policy mixed_bfloat16
 """
 from __future__ import annotations
 
@@ -95,11 +101,12 @@ def unidl_model(name: str):
     return unidl.Sequential(stack, seed=0)
 
 
-def run_unidl(model_name: str, backend: str, x, y, batch_size: int, repeats: int, device: str | None):
+def run_unidl(model_name: str, backend: str, x, y, batch_size: int, repeats: int, device: str | None,
+              policy: str | None = None):
     import unidl
     model = unidl_model(model_name)
     model.compile(optimizer="adam", loss=unidl.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  backend=backend, device=device)
+                  backend=backend, device=device, dtype_policy=policy)
     times = []
     for _ in range(repeats + 1):  # the first epoch is the warm-up
         start = time.perf_counter()
@@ -121,10 +128,17 @@ def torch_model(name: str):
                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
-def run_native_torch(model_name: str, x, y, batch_size: int, repeats: int, device: str | None):
+def run_native_torch(model_name: str, x, y, batch_size: int, repeats: int, device: str | None,
+                     policy: str | None = None):
+    import contextlib
+
     import torch
     device = device or "cpu"
     model = torch_model(model_name).to(device)
+    half = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(policy)
+    device_type = device.split(":")[0]
+    autocast = (lambda: torch.autocast(device_type, dtype=half)) if half else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(device_type) if half is torch.float16 else None
     if model_name == "cnn":
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # the data a torch user has: NCHW
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
@@ -137,9 +151,15 @@ def run_native_torch(model_name: str, x, y, batch_size: int, repeats: int, devic
         for i in range(0, len(xt), batch_size):
             xb, yb = xt[i:i + batch_size].to(device), yt[i:i + batch_size].to(device)
             optimizer.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            optimizer.step()
+            with autocast():
+                loss = loss_fn(model(xb), yb)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             running += loss.item()  # what a hand-written loop logs
         if device != "cpu":
             torch.cuda.synchronize()
@@ -147,10 +167,17 @@ def run_native_torch(model_name: str, x, y, batch_size: int, repeats: int, devic
     return times[1:]
 
 
-def run_native_tensorflow(model_name: str, x, y, batch_size: int, repeats: int, device: str | None):
+def run_native_tensorflow(model_name: str, x, y, batch_size: int, repeats: int, device: str | None,
+                          policy: str | None = None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     rng = np.random.default_rng(0)
+    if policy not in (None, "mixed_bfloat16"):
+        raise ValueError(f"the native TensorFlow loop is written for float32 and mixed_bfloat16, not {policy}")
+    half = tf.bfloat16 if policy else None
+
+    def read(v):  # mixed_bfloat16 by hand: every weight read as bfloat16
+        return v if half is None else tf.cast(v, half)
 
     def glorot(shape):
         fan_in, fan_out = np.prod(shape[:-1]), shape[-1] * (np.prod(shape[:-2]) if len(shape) > 2 else 1)
@@ -168,16 +195,17 @@ def run_native_tensorflow(model_name: str, x, y, batch_size: int, repeats: int, 
     optimizer = _TfAdam(variables)
 
     def forward(h):
+        h = h if half is None else tf.cast(h, half)
         for w, b in convs:
-            h = tf.nn.relu(tf.nn.conv2d(h, w, 1, "VALID") + b)
+            h = tf.nn.relu(tf.nn.conv2d(h, read(w), 1, "VALID") + read(b))
             h = tf.nn.max_pool2d(h, 2, 2, "VALID")
         if convs:
             h = tf.reshape(h, (-1, 1600))
         for i, (w, b) in enumerate(dense):
-            h = tf.matmul(h, w) + b
+            h = tf.matmul(h, read(w)) + read(b)
             if i < len(dense) - 1:
                 h = tf.nn.relu(h)
-        return h
+        return tf.cast(h, tf.float32)  # the loss in float32
 
     @tf.function(reduce_retracing=True)
     def step(xb, yb):
@@ -218,7 +246,8 @@ class _TfAdam:
             var.assign_sub(lr_t * m / (tf.sqrt(v) + self.eps))
 
 
-def run_case(model: str, case: str, steps: int, batch_size: int, repeats: int, device: str | None) -> dict:
+def run_case(model: str, case: str, steps: int, batch_size: int, repeats: int, device: str | None,
+             policy: str | None = None) -> dict:
     """Run one case in this process; returns its timings and memory."""
     x, y = make_data(model, steps, batch_size)
     kind, name = case.split("/")
@@ -229,11 +258,11 @@ def run_case(model: str, case: str, steps: int, batch_size: int, repeats: int, d
     use_proc = _reset_peak_rss()
     baseline = _proc_status_mb("VmRSS") if use_proc else _rss_mb()
     if kind == "unidl":
-        times = run_unidl(model, name, x, y, batch_size, repeats, device)
+        times = run_unidl(model, name, x, y, batch_size, repeats, device, policy)
     elif name == "torch":
-        times = run_native_torch(model, x, y, batch_size, repeats, device)
+        times = run_native_torch(model, x, y, batch_size, repeats, device, policy)
     else:
-        times = run_native_tensorflow(model, x, y, batch_size, repeats, device)
+        times = run_native_tensorflow(model, x, y, batch_size, repeats, device, policy)
     peak = _proc_status_mb("VmHWM") if use_proc else _rss_mb()
     result = {"case": case, "ms_per_step": [t * 1e3 / steps for t in times], "peak_mb": peak - baseline}
     if device and device.startswith("cuda") and name == "torch":
@@ -244,11 +273,14 @@ def run_case(model: str, case: str, steps: int, batch_size: int, repeats: int, d
 
 # ---------------------------------------------------------------- reporting
 
-def available_cases() -> list[str]:
+def available_cases(policy: str | None = None) -> list[str]:
     import unidl
     installed = [b["name"] for b in unidl.list_backends() if b["installed"]]
+    if policy:  # mixed precision runs on torch and tensorflow; native TF is written for bfloat16
+        installed = [name for name in installed if name in ("torch", "tensorflow")]
     cases = [f"unidl/{name}" for name in installed]
-    cases += [f"native/{name}" for name in ("torch", "tensorflow") if name in installed]
+    cases += [f"native/{name}" for name in ("torch", "tensorflow") if name in installed
+              and not (name == "tensorflow" and policy == "mixed_float16")]
     return cases
 
 
@@ -259,10 +291,10 @@ def _ratio(rows: dict, a: str, b: str) -> str:
 
 
 def report(model: str, results: dict[str, list[float]], peaks: dict[str, float], steps: int, batch_size: int,
-           device: str | None) -> str:
+           device: str | None, policy: str | None = None) -> str:
     medians = {case: statistics.median(v) for case, v in results.items()}
-    lines = [f"{DESCRIPTIONS[model]}, batch {batch_size}, Adam, {steps} steps/epoch, device "
-             f"{device or 'cpu'}; machine: {platform.processor() or platform.machine()}, "
+    lines = [f"{DESCRIPTIONS[model]}, batch {batch_size}, Adam, {policy or 'float32'}, {steps} steps/epoch, "
+             f"device {device or 'cpu'}; machine: {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}",
              f"{'case':<20} {'ms/step (median)':>17} {'min':>8} {'max':>8} {'vs native':>10} {'peak MB':>9}"]
     for case, median in medians.items():
@@ -287,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="e.g. cuda (torch cases only)")
     parser.add_argument("--cases", default=None, help="comma-separated, e.g. unidl/torch,native/torch")
     parser.add_argument("--json", default=None, help="also write the raw results to this file")
+    parser.add_argument("--dtype-policy", default=None, choices=("mixed_bfloat16", "mixed_float16"),
+                        help="mixed precision for every case (unidl's dtype_policy; torch.autocast natively)")
     parser.add_argument("--run-case", default=None, help=argparse.SUPPRESS)  # internal: one subprocess
     args = parser.parse_args(argv)
     models = args.models.split(",")
@@ -297,10 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_case:
         model = models[0]
         steps = args.steps or DEFAULT_STEPS[model]
-        print(json.dumps(run_case(model, args.run_case, steps, args.batch_size, args.repeats, args.device)))
+        print(json.dumps(run_case(model, args.run_case, steps, args.batch_size, args.repeats, args.device,
+                                  args.dtype_policy)))
         return 0
 
-    cases = args.cases.split(",") if args.cases else available_cases()
+    cases = args.cases.split(",") if args.cases else available_cases(args.dtype_policy)
     if args.device and args.device.startswith("cuda"):
         cases = [c for c in cases if c.endswith("/torch")]
     tables, raw = [], {}
@@ -314,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                        "--steps", str(steps), "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
                 if args.device:
                     cmd += ["--device", args.device]
+                if args.dtype_policy:
+                    cmd += ["--dtype-policy", args.dtype_policy]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(f"case {model} {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -323,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 peaks[case] = max(peaks.get(case, 0.0), out.get("cuda_peak_mb", out["peak_mb"]))
                 print(f"round {round_ + 1}/{args.rounds} {model} {case}: "
                       f"{statistics.median(out['ms_per_step']):.3f} ms/step", file=sys.stderr)
-        tables.append(report(model, results, peaks, steps, args.batch_size, args.device))
+        tables.append(report(model, results, peaks, steps, args.batch_size, args.device, args.dtype_policy))
         raw[model] = {"results": results, "peak_mb": peaks}
         print(tables[-1] + "\n", flush=True)
     if args.json:
