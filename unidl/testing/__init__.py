@@ -63,6 +63,14 @@ so one failure never hides another):
 * ``error:<case>`` -- the same bad input raises the same exception type on
   every backend: the documented type (the case segment of the id, e.g.
   ``error:fit_label_shape:float32:raises:LossInputError``) and the reference's.
+* ``error:primitives`` (``test_backend_implements_every_primitive``) -- the
+  backend implements every op of ``unidl.backend.PRIMITIVES``; a failure names
+  each missing op at once.
+* ``mixed:<half dtype>`` -- on float32 targets, for each dtype the backend lists in
+  ``mixed_precision_dtypes`` (skipped otherwise): small dense, convolutional and
+  recurrent models under ``dtype_policy="mixed_<dtype>"``, forward and one SGD
+  step vs the float64 reference (FORWARD_BF16 / FORWARD_F16), float32 master
+  weights kept, and proof the forward pass really ran in the half dtype.
 
 Comparing the reference with itself proves nothing, so on NumPy float64 the
 activation, loss and layer families check the gradients against central

@@ -10,6 +10,8 @@ Families (check ids ``family:item:dtype:check:case``):
 * ``training:<example>``: fit() step losses and final weights vs the reference.
 * ``compiled:<example>``: fit() with jit_compile="auto" vs False on the same backend.
 * ``error:<case>``: the same exception type as the reference (the case is the expected type).
+* ``mixed:<half dtype>``: mixed precision (float32 targets of backends declaring
+  ``mixed_precision_dtypes``): forward and a few steps vs the reference (see mixedchecks).
 
 Comparing the reference with itself proves nothing, so on NumPy float64 the
 families that compare with the reference run their finite-difference checks
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from . import blockchecks, blockspecs, trainchecks, trainspecs
+from . import blockchecks, blockspecs, mixedchecks, trainchecks, trainspecs
 from .kit import Target, conformance_check
 
 __all__ = [
@@ -27,7 +29,7 @@ __all__ = [
     "test_loss_forward", "test_loss_grad", "test_loss_fd",
     "test_layer_forward", "test_layer_grad", "test_layer_fd",
     "test_optimizer_trajectory", "test_fused_vs_generic", "test_training_trajectory",
-    "test_compiled_vs_eager", "test_same_exception",
+    "test_compiled_vs_eager", "test_same_exception", "test_mixed_forward", "test_mixed_training",
 ]
 
 
@@ -132,3 +134,19 @@ def test_compiled_vs_eager(unidl_backend: Any, unidl_case: Any, unidl_note: Any)
 @conformance_check("error", "raises", _everywhere(trainspecs.ERRORS))
 def test_same_exception(unidl_backend: Any, unidl_reference: Any, unidl_case: Any) -> None:
     trainchecks.check_raises(unidl_backend, unidl_reference, unidl_case)
+
+
+# --------------------------------------------------------- mixed precision
+
+def _mixed(target: Target) -> list:
+    return mixedchecks.mixed_cases(target.backend, target.dtype)
+
+
+@conformance_check("mixed", "forward", _mixed)
+def test_mixed_forward(unidl_backend: Any, unidl_reference: Any, unidl_case: Any) -> None:
+    mixedchecks.check_mixed_forward(unidl_backend, unidl_reference, unidl_case)
+
+
+@conformance_check("mixed", "trajectory", _mixed)
+def test_mixed_training(unidl_backend: Any, unidl_reference: Any, unidl_case: Any) -> None:
+    mixedchecks.check_mixed_training(unidl_backend, unidl_reference, unidl_case)

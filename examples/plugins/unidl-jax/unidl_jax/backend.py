@@ -84,6 +84,7 @@ class JaxBackend(Backend):
 
     name = "jax"
     framework = "jax"
+    mixed_precision_dtypes = ("bfloat16", "float16")  # compute twins for unidl's mixed precision
 
     def __init__(self, dtype: str = "float32", device: str | None = None):
         global jax, jnp, lax
@@ -95,7 +96,8 @@ class JaxBackend(Backend):
         jax.config.update("jax_enable_x64", True)  # process-global: see the module docstring
         self._device = self._resolve_device(device)
         self.device = f"{self._device.platform}:{self._device.id}"
-        self._dtypes = {d: jnp.dtype(d) for d in ("float32", "float64", "int32", "int64", "bool")}
+        self._dtypes = {d: jnp.dtype(d) for d in ("float32", "float64", "int32", "int64", "bool",
+                                                  "bfloat16", "float16")}
         self._writes = threading.local()  # holders assigned inside the current trace (see value_and_grad)
         self._holders = weakref.WeakValueDictionary()  # every live variable, in creation order (compile_step)
         self._ids = itertools.count()
@@ -139,9 +141,9 @@ class JaxBackend(Backend):
     def convert(self, x: Any, dtype: str | None = None) -> Tensor:
         x = _v(x)
         if isinstance(x, jax.Array):  # already ours (or a tracer): only the dtype may change
-            if dtype is None:
-                kind = x.dtype.kind
-                dtype = self.dtype if kind == "f" else "bool" if kind == "b" else "int64"
+            if dtype is None:  # (bfloat16's NumPy kind is "V", so ask jnp what is floating)
+                floating = jnp.issubdtype(x.dtype, jnp.floating)
+                dtype = self.dtype if floating else "bool" if x.dtype.kind == "b" else "int64"
             return x.astype(self._dtypes[dtype])
         arr = np.asarray(x)
         if dtype is None:
