@@ -40,12 +40,12 @@ def cnn():
 
 
 def recurrent():
-    return unidl.Sequential([layers.Embedding(30, 8, input_shape=(7,)), layers.LSTM(16, return_sequences=True),
+    return unidl.Sequential([layers.Embedding(1000, 8, input_shape=(7,)), layers.LSTM(16, return_sequences=True),
                              layers.SimpleRNN(8), layers.Dense(3, activation="softmax")], seed=1)
 
 
 MODELS = {"mlp": (mlp, RNG.normal(size=(16, 20))), "cnn": (cnn, RNG.normal(size=(16, 12, 12, 1))),
-          "recurrent": (recurrent, RNG.integers(0, 30, size=(16, 7)))}
+          "recurrent": (recurrent, RNG.integers(250, 1000, size=(16, 7)))}  # ids bfloat16 would round
 
 
 def reference_predict(make, x):
@@ -215,3 +215,11 @@ def test_bench_runs_mixed_precision_cases_side_by_side(backend, policy):
     for case in cases:
         result = bench.run_case("mlp", case, steps=2, batch_size=8, repeats=1, device=None, policy=policy)
         assert result["case"] == case and len(result["ms_per_step"]) == 1 and result["ms_per_step"][0] > 0
+
+
+def test_embedding_ids_stay_exact_above_bfloat16s_integer_range(backend):
+    model = unidl.Sequential([layers.Embedding(1000, 4, input_shape=(3,))], seed=0)
+    model.compile(loss="mse", backend=backend, dtype_policy="mixed_bfloat16")
+    ids = np.array([[257, 259, 999]])  # bfloat16 holds 256 and 260 exactly, not 257 or 259
+    table = model.get_weights()[0]
+    np.testing.assert_allclose(model.predict(ids)[0], table[[257, 259, 999]], rtol=2.0 ** -8)

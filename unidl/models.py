@@ -193,8 +193,8 @@ class Model(Layer):
     def forward(self, inputs, training: bool = False, run=None):
         """``call(inputs)`` under the model's dtype policy (with its backend bound).
 
-        Under a mixed policy the inputs are cast to the compute dtype, the layers run on the
-        backend's half-precision twin, and the outputs come back as float32 for losses and metrics.
+        Under a mixed policy the layers run on the backend's half-precision twin (each casts its
+        floating inputs as it is called), and the outputs come back as float32 for losses and metrics.
         """
         run = run or (lambda x: self.call(x, training=training))
         policy = self.dtype_policy
@@ -202,7 +202,7 @@ class Model(Layer):
             return run(inputs)
         twin = self.backend.compute_twin(policy.compute_dtype)
         with use_backend(twin):
-            outputs = run(precision.cast_floats(twin, inputs, twin.dtype))
+            outputs = run(inputs)
         return precision.cast_floats(self.backend, outputs, policy.variable_dtype)
 
     # ----------------------------------------------------------- compile

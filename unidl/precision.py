@@ -7,8 +7,10 @@ float32 variables of the model's backend; every read of one inside the forward
 pass is cast to the compute dtype (Keras's autocasting), so gradients arrive in
 float32 and the optimizer updates float32 master weights. The model's outputs
 are cast back to float32 before the loss and metrics see them, and layers whose
-statistics need the range of float32 (``autocast = False``: BatchNormalization,
-LayerNormalization) compute in float32 inside the bf16 pass.
+statistics need the range of float32 (``compute_in_float32``: BatchNormalization,
+LayerNormalization) compute in float32 inside the bf16 pass. Each layer casts its
+floating inputs to the compute dtype as it is called, except layers taking ids
+(``autocast_inputs = False``: Embedding), so ids above 256 stay exact.
 
 float16 has 5 exponent bits, so small gradients underflow to zero: the
 "mixed_float16" policy scales the loss (``DynamicLossScale``) and skips a step

@@ -135,9 +135,12 @@ class Layer:
         return int(sum(np.prod(w.shape) for w in self.weights))
 
     _kind = "layer"  # how error messages name this kind of object
-    # Under a mixed-precision policy, False runs this layer in float32 (statistics such as
-    # batch means and variances lose too much in bfloat16); see unidl.precision.
-    autocast = True
+    # Under a mixed-precision policy (unidl.precision) a layer's floating inputs are cast to the
+    # half compute dtype, except where ``autocast_inputs`` is False (Embedding: its inputs are ids,
+    # which bfloat16 would round above 256); ``compute_in_float32`` runs the whole layer in float32
+    # (batch means and variances lose too much in bfloat16).
+    autocast_inputs = True
+    compute_in_float32 = False
 
     def get_weights(self) -> list[np.ndarray]:
         """All weights as NumPy arrays, layer by layer in Keras order (kernel, then bias)."""
@@ -222,8 +225,12 @@ class Layer:
         if _accepts_training(type(self)):
             kwargs["training"] = training
         backend = ops._current.get()
-        if backend is not None and backend.autocast and not self.autocast:
-            return self._call_in_full_precision(backend, inputs, kwargs)
+        if backend is not None and backend.autocast:  # a mixed-precision compute twin
+            if self.compute_in_float32:
+                return self._call_in_full_precision(backend, inputs, kwargs)
+            if self.autocast_inputs:
+                from ..precision import cast_floats
+                inputs = cast_floats(backend, inputs, backend.dtype)
         return self.call(inputs, **kwargs)
 
     def _call_in_full_precision(self, twin, inputs, kwargs):

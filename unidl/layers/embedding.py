@@ -36,6 +36,8 @@ class Embedding(Layer):
     but initializes it from normal(0, 1).
     """
 
+    autocast_inputs = False  # ids: bfloat16 would round those above 256 (mixed precision)
+
     def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="random_uniform",
                  embeddings_regularizer=None, **kwargs: Any):
         super().__init__(**kwargs)

@@ -71,7 +71,7 @@ class BatchNormalization(Layer):
     (channels first) and keeps an *unbiased* running variance.
     """
 
-    autocast = False  # mean and variance in float32 under mixed precision
+    compute_in_float32 = True  # mean and variance in float32 under mixed precision
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
@@ -172,7 +172,7 @@ class LayerNormalization(Layer):
     and defaults to eps 1e-5.
     """
 
-    autocast = False  # mean and variance in float32 under mixed precision
+    compute_in_float32 = True  # mean and variance in float32 under mixed precision
 
     def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
