@@ -1,6 +1,12 @@
-"""Run by tests/test_distributed.py under torchrun: 2 processes train with DataParallel;
-rank 0 then trains the same model in one process on the whole batches and writes both weights."""
+"""Run by tests/test_distributed.py, one process per rank (torchrun for torch, TF_CONFIG for
+tensorflow): the processes train together with DataParallel and each writes its weights to
+OUT_DIR/rank<r>.npz; rank 0 then trains the same model alone on the whole batches and writes
+OUT_DIR/single.npz.
+
+    python tests/distributed_worker.py OUT_DIR BACKEND
+"""
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -9,25 +15,27 @@ from unidl import layers
 
 
 def build():
-    model = unidl.Sequential([layers.Dense(8, activation="tanh", input_shape=(5,)), layers.Dense(2)], seed=0)
-    return model
+    return unidl.Sequential([layers.Dense(8, activation="tanh", input_shape=(5,)), layers.Dense(2)], seed=0)
 
 
-def main(out: str) -> None:
+def main(out: str, backend: str) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(70, 5)).astype("float32")  # 70 samples, batch 16: the last batch (6) splits 3/3
     y = rng.normal(size=(70, 2)).astype("float32")
-    strategy = unidl.distributed.DataParallel()
+    strategy = unidl.distributed.DataParallel()  # set up by compile, for the model's backend
     model = build()
-    model.compile(optimizer="adam", loss="mse", backend="torch", dtype="float64", distribute=strategy)
+    model.compile(optimizer="adam", loss="mse", backend=backend, dtype="float64", distribute=strategy)
     model.fit(x, y, batch_size=16, epochs=3, verbose=0)
     strategy.shutdown()
+    out = Path(out)
+    np.savez(out / f"rank{strategy.rank}.npz", *model.get_weights(), world=strategy.world_size,
+             engine=strategy.engine)
     if strategy.rank == 0:
         single = build()
-        single.compile(optimizer="adam", loss="mse", backend="torch", dtype="float64")
+        single.compile(optimizer="adam", loss="mse", backend=backend, dtype="float64")
         single.fit(x, y, batch_size=16, epochs=3, verbose=0)
-        np.savez(out, *model.get_weights(), *single.get_weights(), world=strategy.world_size)
+        np.savez(out / "single.npz", *single.get_weights())
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

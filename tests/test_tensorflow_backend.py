@@ -136,7 +136,7 @@ def test_floats_take_the_compute_dtype(dtype):
 
 
 def test_unsupported_dtype_is_a_clear_error():
-    with pytest.raises(BackendError, match="float16"):
+    with pytest.raises(BackendError, match="float16.*dtype_policy='mixed_float16'"):
         unidl.get_backend("tensorflow", dtype="float16")
 
 

@@ -26,6 +26,7 @@ against this generic version.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -116,6 +117,10 @@ FLOAT_DTYPES = ("float32", "float64")
 HALF_DTYPES = ("bfloat16", "float16")  # compute dtypes of mixed precision (unidl.precision)
 
 
+# True while compute_twin builds a half-precision twin (the only way to get a half-dtype backend).
+_building_twin: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_building_twin", default=False)
+
+
 class BackendError(RuntimeError):
     """A backend cannot do what was asked (missing op, device, dtype...)."""
 
@@ -160,10 +165,13 @@ class Backend:
     conformance_tolerances: dict[str, tuple[float, float, str]] = {}
 
     def __init__(self, dtype: str = "float32", device: str | None = None):
-        if dtype not in self.supported_dtypes and dtype not in self.mixed_precision_dtypes:
+        twin = dtype in self.mixed_precision_dtypes and _building_twin.get()
+        if dtype not in self.supported_dtypes and not twin:
+            hint = (f"; to compute in {dtype} with float32 weights, compile with dtype_policy='mixed_{dtype}'"
+                    if dtype in HALF_DTYPES else "")
             raise BackendError(
                 f"backend {self.name!r} does not support dtype={dtype!r}; "
-                f"choose one of {list(self.supported_dtypes)}")
+                f"choose one of {list(self.supported_dtypes)}{hint}")
         self.dtype = dtype
         self.device = device or "cpu"
 
@@ -257,7 +265,11 @@ class Backend:
             raise BackendError(f"backend {self.name!r} cannot compute in {dtype} (mixed precision); {offered}")
         twins = self.__dict__.setdefault("_twins", {})
         if dtype not in twins:
-            twin = type(self)(dtype=dtype, device=self.device)
+            token = _building_twin.set(True)  # half dtypes are for twins only: see __init__
+            try:
+                twin = type(self)(dtype=dtype, device=self.device)
+            finally:
+                _building_twin.reset(token)
             twin.autocast, twin.full_precision = True, self
             twins[dtype] = twin
         return twins[dtype]

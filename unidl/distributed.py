@@ -1,51 +1,127 @@
-"""Data-parallel training over ``torch.distributed`` (DistributedDataParallel's semantics).
+"""Data-parallel training across processes: torch.distributed for the torch backend,
+tf.distribute for the tensorflow backend, with the same user code for both.
 
-Launch one process per device with ``torchrun`` and compile with a strategy::
+Launch one process per device (``torchrun`` starts them for either backend) and compile
+with a strategy::
 
-    # torchrun --nproc_per_node 2 train.py
+    # torchrun --standalone --nproc_per_node 2 train.py
     strategy = unidl.distributed.DataParallel()
-    model.compile(optimizer="adam", loss="mse", backend="torch", distribute=strategy)
+    model.compile(optimizer="adam", loss="mse", backend="torch", distribute=strategy)  # or "tensorflow"
     model.fit(x, y, batch_size=64)        # 64 = the global batch, split across the processes
-    strategy.shutdown()                   # close the process group before the process exits
+    strategy.shutdown()                   # wait for the others before the process exits
 
 Every process holds the same data and draws the same batch order (the model's
 seeded generator), takes its own slice of each global batch, computes gradients
 on it, and the gradients are summed across processes with an all-reduce, each
 weighted by its share of the batch. The update is therefore the one a single
-process would make on the whole batch: the test in tests/test_distributed.py
-checks the final weights against single-process training.
+process would make on the whole batch: tests/test_distributed.py checks the final
+weights of 2 processes against single-process training, on both backends.
 
-Several machines: the standard torchrun rendezvous flags, e.g. on each of 2 nodes
-``torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29400 train.py``.
+The engine follows the backend the model is compiled on and is set up then (or at
+once with ``DataParallel(engine=...)``):
+
+* torch: the default ``torch.distributed`` process group, from torchrun's environment
+  (gloo on CPU, nccl when CUDA is available) unless one exists already; without torchrun
+  (no RANK in the environment) and no group, the process trains alone.
+* tensorflow: a ``tf.distribute.MultiWorkerMirroredStrategy`` (collective all-reduce: ring
+  on CPUs, NCCL on GPUs with ``communication="auto"``). Its cluster is the standard
+  ``TF_CONFIG`` when set; else, under torchrun on one machine, derived from torchrun's
+  environment (process ``i`` serves on ``localhost:MASTER_PORT + 1 + i``); with neither,
+  the process trains alone. TensorFlow sets collectives up only before its runtime
+  starts, i.e. before the process's first TensorFlow tensor: compile with
+  ``distribute=`` before any other TensorFlow work, or create
+  ``DataParallel(engine="tensorflow")`` at the top of the script.
+
+Several machines:
+
+* torch: torchrun's rendezvous on each machine, e.g. on each of 2 nodes
+  ``torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29400 train.py``.
+* tensorflow: start one process per machine (or per GPU) with its own ``TF_CONFIG``: the
+  same cluster everywhere, its own task. On host1 and host2::
+
+      TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}' python train.py
+      TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 1}}' python train.py
+
+  Each listed port must be reachable from the other machines. Several processes on a
+  machine take one entry (own port) each; a "chief" job, if listed, is rank 0.
+
+One device per process: a model lives on one device, so a machine with several GPUs
+runs one process per GPU (compile each with ``device=f"cuda:{local_rank}"``, or give each
+process one GPU with ``CUDA_VISIBLE_DEVICES``). TensorFlow's single-process
+``MirroredStrategy`` (one replica per GPU, in threads) is not used: it needs mirrored
+variables created under its scope and runs the step once per device in its own threads,
+while a unidl model keeps one set of weights and runs its step in the caller's context.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+ENGINES = ("torch", "tensorflow")
+COMMUNICATIONS = ("auto", "ring", "nccl")
+
 
 class DataParallel:
-    """Synchronous data parallelism for the torch backend (gloo on CPU, nccl on CUDA).
+    """Synchronous data parallelism: torch.distributed or tf.distribute, picked by the model's backend.
 
     Args:
-        process_group_backend: "gloo", "nccl" or None (nccl when CUDA is available, else gloo).
-            The process group is created from torchrun's environment unless one exists.
+        process_group_backend: torch only: "gloo", "nccl" or None (nccl when CUDA is
+            available, else gloo). The process group is created from torchrun's environment
+            unless one exists.
+        engine: "torch", "tensorflow" or None (default): None sets the engine up when a
+            model is compiled with this strategy, for that model's backend; a name sets it up now.
+        communication: tensorflow only: the all-reduce, "auto" (default: ring on CPUs, NCCL on
+            GPUs), "ring" or "nccl".
     """
 
-    def __init__(self, process_group_backend: str | None = None):
-        import torch
-        import torch.distributed as dist
-        self._torch, self._dist = torch, dist
-        if not dist.is_initialized():
-            choice = process_group_backend or ("nccl" if torch.cuda.is_available() else "gloo")
-            dist.init_process_group(backend=choice)
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+    def __init__(self, process_group_backend: str | None = None, *, engine: str | None = None,
+                 communication: str = "auto"):
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES} or None, got engine={engine!r}")
+        if communication not in COMMUNICATIONS:
+            raise ValueError(f"communication must be one of {COMMUNICATIONS}, got communication={communication!r}")
+        self.process_group_backend = process_group_backend
+        self.communication = communication
+        self._engine = None
+        if engine is not None:
+            self._start(engine)
+
+    @property
+    def engine(self) -> str | None:
+        """"torch" or "tensorflow" once set up, else None."""
+        return None if self._engine is None else self._engine.name
+
+    @property
+    def rank(self) -> int:
+        """This process's index (before set-up, what the launcher's environment says)."""
+        return self._engine.rank if self._engine is not None else launch_rank_world()[0]
+
+    @property
+    def world_size(self) -> int:
+        """How many processes train together (before set-up, what the launcher's environment says)."""
+        return self._engine.world_size if self._engine is not None else launch_rank_world()[1]
 
     def check_backend(self, backend) -> None:
-        if backend.name != "torch":
-            raise ValueError(f"DataParallel runs on the torch backend (torch.distributed); the model is compiled "
-                             f"on {backend.name!r}")
+        """Called by ``compile``: set the engine up for ``backend``'s framework, or refuse it."""
+        framework = getattr(backend, "framework", "") or backend.name
+        if framework not in ENGINES:
+            raise ValueError(f"DataParallel runs on the torch backend (torch.distributed) or the tensorflow "
+                             f"backend (tf.distribute); the model is compiled on {backend.name!r}")
+        if self._engine is None:
+            self._start(framework)
+        elif self._engine.name != framework:
+            raise ValueError(f"this DataParallel runs on {self._engine.name}; the model is compiled on "
+                             f"{backend.name!r} ({framework}): one process trains on one framework")
+
+    def _start(self, engine: str) -> None:
+        if engine == "torch":
+            self._engine = _TorchEngine(self.process_group_backend)
+        else:
+            self._engine = _TensorFlowEngine(self.communication)
 
     def shard(self, batch):
         """This process's slice of a NumPy batch (an array, a list of arrays, or None)."""
@@ -55,16 +131,154 @@ class DataParallel:
             return [self.shard(a) for a in batch]
         return np.array_split(batch, self.world_size)[self.rank]
 
+    def reduce_gradients(self, grads: Sequence, share: float) -> list:
+        """Sum ``share * grad`` over the processes: the whole batch's mean gradient."""
+        if self._engine is None:
+            raise RuntimeError("DataParallel is not set up: compile a model with distribute=this strategy")
+        return self._engine.reduce(grads, share)
+
     def shutdown(self) -> None:
-        """Wait for every process, then close the process group. Call it once training is over:
-        a process that exits with a live group can abort (gloo: "terminate called ...")."""
-        if self._dist.is_initialized():
+        """Wait for every process, then close the engine. Call it once training is over: a
+        process that exits while another still exchanges data with it can abort that one
+        (gloo: "terminate called ...")."""
+        if self._engine is not None:
+            self._engine.shutdown()
+
+
+class _TorchEngine:
+    """torch.distributed: all_reduce on the default process group."""
+
+    name = "torch"
+
+    def __init__(self, process_group_backend: str | None):
+        import torch
+        import torch.distributed as dist
+        self._dist = dist
+        self.grouped = dist.is_initialized() or "RANK" in os.environ  # else no launcher: train alone
+        if not dist.is_initialized() and self.grouped:
+            choice = process_group_backend or ("nccl" if torch.cuda.is_available() else "gloo")
+            dist.init_process_group(backend=choice)
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if self.grouped else (0, 1)
+
+    def reduce(self, grads: Sequence, share: float) -> list:
+        for g in grads:  # in place: the gradients are this step's own tensors
+            g.mul_(share)
+            if self.grouped:
+                self._dist.all_reduce(g)
+        return list(grads)
+
+    def shutdown(self) -> None:
+        if self.grouped and self._dist.is_initialized():
             self._dist.barrier()
             self._dist.destroy_process_group()
 
-    def reduce_gradients(self, grads: Sequence, share: float) -> list:
-        """Sum ``share * grad`` over the processes, in place: the whole batch's mean gradient."""
-        for g in grads:
-            g.mul_(share)
-            self._dist.all_reduce(g)
-        return list(grads)
+
+class _TensorFlowEngine:
+    """tf.distribute: MultiWorkerMirroredStrategy's collective all-reduce on plain tensors.
+
+    The strategy only reduces: the step runs in the caller's context on the model's own
+    variables (no ``strategy.run``, no mirrored variables), exactly as on one process.
+    """
+
+    name = "tensorflow"
+
+    def __init__(self, communication: str):
+        if "tensorflow" not in sys.modules:  # as the backend does: keep TF's C++ log to errors
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+        self.tf = tf
+        self.strategy = None
+        self._closed = False
+        config = os.environ.get("TF_CONFIG")
+        if config:
+            resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+            self.rank, self.world_size = tf_config_rank_world(json.loads(config))
+        else:
+            derived = torchrun_tf_config()
+            if derived is None:
+                self.rank, self.world_size = 0, 1
+                return
+            self.rank, self.world_size = tf_config_rank_world(derived)
+            gpus = len(tf.config.list_physical_devices("GPU"))  # lists devices, starts nothing
+            resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+                tf.train.ClusterSpec(derived["cluster"]), task_type=derived["task"]["type"],
+                task_id=derived["task"]["index"], rpc_layer="grpc", num_accelerators={"GPU": gpus})
+        if self.world_size == 1:
+            return
+        implementation = getattr(tf.distribute.experimental.CommunicationImplementation, communication.upper())
+        options = tf.distribute.experimental.CommunicationOptions(implementation=implementation)
+        try:
+            self.strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
+                                                                      communication_options=options)
+        except RuntimeError as exc:
+            if "startup" not in str(exc):
+                raise
+            raise RuntimeError(
+                "tf.distribute must set up before TensorFlow's runtime starts, and this process has already "
+                "made TensorFlow tensors: compile with distribute= before any other TensorFlow work, or create "
+                "unidl.distributed.DataParallel(engine=\"tensorflow\") at the top of the script") from exc
+
+    def reduce(self, grads: Sequence, share: float) -> list:
+        scaled = [g * share for g in grads]
+        return scaled if self.strategy is None else self._all_reduce(scaled)
+
+    def _all_reduce(self, tensors: list) -> list:
+        pairs = [(t, t) for t in tensors]  # reduce each onto its own device
+        return list(self.strategy.extended.batch_reduce_to(self.tf.distribute.ReduceOp.SUM, pairs))
+
+    def shutdown(self) -> None:
+        if self.strategy is None or self._closed:
+            return
+        self._closed = True
+        one = [self.tf.ones(())]
+        # Every process reaching this all-reduce has finished its gradient all-reduces...
+        self._all_reduce(one)
+        # ...and once this second one is done here, every other process is past the first,
+        # so none still reads data from this one: it may exit.
+        try:
+            self._all_reduce(one)
+        except self.tf.errors.OpError:
+            pass  # a peer that got here first and exited while this one still read from it
+
+
+# ------------------------------------------------------------ cluster configuration
+
+def launch_rank_world(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(rank, world size) from the launcher's environment: torchrun's RANK / WORLD_SIZE,
+    else TF_CONFIG, else (0, 1)."""
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["RANK"]), int(env["WORLD_SIZE"])
+    if env.get("TF_CONFIG"):
+        return tf_config_rank_world(json.loads(env["TF_CONFIG"]))
+    return 0, 1
+
+
+def tf_config_rank_world(config: Mapping) -> tuple[int, int]:
+    """(rank, world size) of a TF_CONFIG: the chief (if any) is rank 0, then the workers in order."""
+    cluster, task = config.get("cluster", {}), config.get("task", {})
+    jobs = [job for job in ("chief", "worker") if job in cluster]
+    kind = task.get("type")
+    if kind not in jobs:
+        raise ValueError(f"TF_CONFIG: task type {kind!r} does not train; data-parallel training runs the "
+                         f"'chief' and 'worker' tasks of the cluster (it has {sorted(cluster)})")
+    before = len(cluster["chief"]) if kind == "worker" and "chief" in cluster else 0
+    return before + int(task.get("index", 0)), sum(len(cluster[job]) for job in jobs)
+
+
+def torchrun_tf_config(env: Mapping[str, str] | None = None) -> dict | None:
+    """The TF_CONFIG of a process started by torchrun on one machine, or None outside torchrun.
+
+    Process ``i`` of ``n`` serves on ``localhost:MASTER_PORT + 1 + i``. Across machines torchrun
+    cannot tell each process the others' addresses: set TF_CONFIG on each instead.
+    """
+    env = os.environ if env is None else env
+    if not all(key in env for key in ("RANK", "WORLD_SIZE", "MASTER_PORT")):
+        return None
+    rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+    if int(env.get("LOCAL_WORLD_SIZE", world)) != world:
+        raise ValueError(f"torchrun runs {world} processes on several machines ({env['LOCAL_WORLD_SIZE']} on "
+                         "this one): for tf.distribute, set TF_CONFIG for each process (see unidl.distributed)")
+    base = int(env["MASTER_PORT"]) + 1
+    return {"cluster": {"worker": [f"localhost:{base + i}" for i in range(world)]},
+            "task": {"type": "worker", "index": rank}}
