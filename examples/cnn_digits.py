@@ -5,6 +5,7 @@ Categorical cross-entropy on one-hot labels. Data: scikit-learn's bundled 8x8 di
 shaped (N, 8, 8, 1) channels-last, 80/20 train/test split.
 
     python examples/cnn_digits.py --backend torch --epochs 10
+    python examples/cnn_digits.py --backend torch --dtype-policy mixed_bfloat16   # half-precision compute
 """
 from __future__ import annotations
 
@@ -37,11 +38,13 @@ def build_model(seed: int = 0) -> unidl.Model:
     ], seed=seed)
 
 
-def main(backend: str = "numpy", epochs: int = 10, verbose: int = 2, seed: int = 0) -> dict:
+def main(backend: str = "numpy", epochs: int = 10, verbose: int = 2, seed: int = 0,
+         dtype_policy: str | None = None) -> dict:
     (x_train, y_train), (x_test, y_test) = make_data(seed)
     one_hot = np.eye(10, dtype="float32")
     model = build_model(seed)
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], backend=backend)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], backend=backend,
+                  dtype_policy=dtype_policy)
     model.fit(x_train, one_hot[y_train], epochs=epochs, batch_size=32, verbose=verbose)
     loss, accuracy = model.evaluate(x_test, one_hot[y_test], verbose=0)
     if verbose:
@@ -54,5 +57,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="numpy", help="numpy, torch, tensorflow or a plugin backend")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--dtype-policy", default=None, help="mixed_bfloat16 or mixed_float16 (torch, tensorflow)")
     args = parser.parse_args()
-    main(args.backend, args.epochs)
+    main(args.backend, args.epochs, dtype_policy=args.dtype_policy)

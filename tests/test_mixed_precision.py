@@ -223,3 +223,15 @@ def test_embedding_ids_stay_exact_above_bfloat16s_integer_range(backend):
     ids = np.array([[257, 259, 999]])  # bfloat16 holds 256 and 260 exactly, not 257 or 259
     table = model.get_weights()[0]
     np.testing.assert_allclose(model.predict(ids)[0], table[[257, 259, 999]], rtol=2.0 ** -8)
+
+
+def test_cnn_digits_example_learns_as_well_in_bfloat16(backend):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parents[1] / "examples" / "cnn_digits.py"
+    spec = importlib.util.spec_from_file_location("cnn_digits_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    full = example.main(backend, epochs=4, verbose=0)
+    mixed = example.main(backend, epochs=4, verbose=0, dtype_policy="mixed_bfloat16")
+    assert mixed["accuracy"] > 0.85 and abs(mixed["accuracy"] - full["accuracy"]) <= 0.02
