@@ -414,3 +414,20 @@ def test_ops_dispatch_through_unidl_ops(b64):
     with unidl.use_backend(b64):
         out = unidl.ops.add(0.5, unidl.ops.multiply(v, 2.0))
     np.testing.assert_array_equal(b64.to_numpy(out), [2.5, 4.5])
+
+
+def test_predict_and_evaluate_run_one_traced_graph_with_eager_numbers():
+    from unidl import layers
+    from unidl.testing.tolerances import FORWARD_F64
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(37, 5, 3)), np.eye(3)[rng.integers(0, 3, 37)]
+    results = {}
+    for jit in (False, "auto"):
+        model = unidl.Sequential([layers.LSTM(4, input_shape=(5, 3)), layers.Dropout(0.5),
+                                  layers.Dense(3, activation="softmax")], seed=0)
+        model.compile(loss="categorical_crossentropy", backend="tensorflow", dtype="float64", jit_compile=jit)
+        results[jit] = (model.predict(x, batch_size=16), model.evaluate(x, y, batch_size=16, verbose=0))
+        traced = [f for f in model._inference_functions.values() if f.__name__ == "run"]
+        assert len(traced) == (0 if jit is False else 2)  # compile_step's runner, once per purpose
+    np.testing.assert_allclose(results["auto"][0], results[False][0], rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
+    np.testing.assert_allclose(results["auto"][1], results[False][1], rtol=FORWARD_F64.rtol)

@@ -21,7 +21,7 @@ from .ops import _current, use_backend
 from .registry import get_backend
 
 # Attributes that tie a model to a backend; clone() leaves them behind.
-_COMPILED_STATE = ("backend", "optimizer", "_train_function", "dtype_policy")
+_COMPILED_STATE = ("backend", "optimizer", "_train_function", "_inference_functions", "dtype_policy")
 
 
 class NotCompiledError(RuntimeError):
@@ -62,6 +62,7 @@ class Model(Layer):
         self._loss_spec = self._loss_weights = None  # compile's loss / loss_weights as given
         self._losses: list | None = None  # (Loss, weight) per output, resolved when training starts
         self._train_function = None
+        self._inference_functions: dict = {}  # "predict" / "test" -> step, compiled by the backend
         self._metric_ids: list = []
         self.jit_compile: bool | str = "auto"
         self.distribute = None  # a unidl.distributed strategy, set by compile
@@ -260,6 +261,7 @@ class Model(Layer):
         self.nonfinite_data = nonfinite_data
         self.backend = new_backend
         self._train_function = None
+        self._inference_functions = {}
         if self.built:
             self._bind()
 
@@ -268,6 +270,7 @@ class Model(Layer):
         for w in self.weights:
             if w.backend is not self.backend:
                 w.bind(self.backend)
+                self._inference_functions = {}  # compiled ones hold the old variables
         if self.optimizer is not None:
             with use_backend(self.backend):
                 self.optimizer.ensure_slots(self.trainable_weights)

@@ -267,9 +267,24 @@ def total_loss(model, y, y_pred, sample_weight=None):
 
 def test_step(self, x, y, sample_weight=None):
     """Loss and predictions on a batch, in inference mode; returns (loss, y_pred)."""
-    with self.backend.no_grad():
+    def step(x, y, sample_weight):
         y_pred = self.forward(x, training=False)
         return total_loss(self, y, y_pred, sample_weight), y_pred
+
+    with self.backend.no_grad():
+        return _inference_function(self, "test", step)(x, y, sample_weight)
+
+
+def _inference_function(model, purpose: str, step):
+    """``step`` for ``purpose`` ("test", "predict"), compiled once by the backend unless jit_compile=False.
+
+    Inference draws no host randomness (Dropout is off), so every model may run it compiled:
+    on TensorFlow one traced graph per input structure instead of an eager op-by-op pass.
+    """
+    functions = model._inference_functions
+    if purpose not in functions:
+        functions[purpose] = step if model.jit_compile is False else model.backend.compile_step(step)
+    return functions[purpose]
 
 
 def _update_metrics(metrics, y, y_pred, weights) -> None:
@@ -451,9 +466,10 @@ def predict(self, x, batch_size: int | None = None, verbose=0, steps: int | None
         data = ArrayData(xs, None, None)
     bar = ProgressBar(data.steps(batch_size), _verbosity(verbose))
     outputs: list[list[np.ndarray]] = []
+    forward = _inference_function(self, "predict", lambda x: self.forward(x, training=False))
     with use_backend(backend), backend.no_grad():
         for step, (xb, _, _) in enumerate(data.batches(batch_size)):
-            out = self.forward(_to_backend(backend, xb), training=False)
+            out = forward(_to_backend(backend, xb))
             outputs.append([backend.to_numpy(o) for o in flatten(out)])
             bar.update(step + 1, {})
     bar.finish({})
