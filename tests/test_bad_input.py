@@ -186,3 +186,35 @@ def test_fit_and_predict_before_compile():
         model.predict(X)
     with pytest.raises(RuntimeError, match="not built"):
         unidl.Sequential([layers.Dense(1)]).summary()
+
+
+# A layer called on symbolic inputs of the wrong shape: each error names the layer and the shapes.
+L = layers
+WRONG_SHAPES = [
+    ("Dense", lambda: L.Dense(3)(L.Input(())), r"Dense 'dense'.*\(None,\)"),
+    ("Conv1D", lambda: L.Conv1D(4, 3)(L.Input((8,))), r"Conv1D 'conv1d'.*rank 3.*\(None, 8\)"),
+    ("Conv2D rank", lambda: L.Conv2D(4, 3)(L.Input((8, 8))), r"Conv2D 'conv2d'.*rank 4.*\(None, 8, 8\)"),
+    ("Conv2D window", lambda: L.Conv2D(4, 5)(L.Input((3, 3, 1))), r"Conv2D 'conv2d'.*size 3.*window \(5\)"),
+    ("Conv2DTranspose", lambda: L.Conv2DTranspose(2, 3)(L.Input((4,))), r"Conv2DTranspose .*\(None, 4\)"),
+    ("MaxPooling2D", lambda: L.MaxPooling2D(2)(L.Input((8,))), r"MaxPooling2D 'max_pooling2d'.*\(None, 8\)"),
+    ("MaxPooling2D window", lambda: L.MaxPooling2D(4)(L.Input((2, 2, 1))), r"size 2.*window \(4\)"),
+    ("GlobalAveragePooling2D", lambda: L.GlobalAveragePooling2D()(L.Input((4,))), r"GlobalAveragePooling2D .*\(None, 4\)"),
+    ("UpSampling2D", lambda: L.UpSampling2D()(L.Input((4,))), r"UpSampling2D .*\(None, 4\)"),
+    ("ZeroPadding2D", lambda: L.ZeroPadding2D()(L.Input((4,))), r"ZeroPadding2D .*\(None, 4\)"),
+    ("SimpleRNN", lambda: L.SimpleRNN(4)(L.Input((8, 3, 2))), r"SimpleRNN 'simple_rnn'.*\(None, 8, 3, 2\)"),
+    ("LSTM", lambda: L.LSTM(4)(L.Input((8,))), r"LSTM 'lstm'.*\(None, 8\)"),
+    ("Bidirectional", lambda: L.Bidirectional(L.LSTM(2))(L.Input((4,))), r"LSTM 'bidirectional/forward_lstm'"),
+    ("TimeDistributed", lambda: L.TimeDistributed(L.Dense(2))(L.Input((4,))), r"TimeDistributed .*\(None, 4\)"),
+    ("Reshape", lambda: L.Reshape((7,))(L.Input((12,))), r"Reshape 'reshape'.*\(12,\).*\(7,\)"),
+    ("Permute", lambda: L.Permute((2, 1))(L.Input((4,))), r"Permute 'permute'.*\(None, 4\)"),
+    ("BatchNormalization", lambda: L.BatchNormalization(axis=3)(L.Input((4,))), r"'batch_normalization'.*axis 3"),
+    ("Add", lambda: L.Add()([L.Input((4,)), L.Input((5,))]), r"Add layer 'add'.*\(None, 4\), \(None, 5\)"),
+    ("Concatenate", lambda: L.Concatenate()([L.Input((4, 3)), L.Input((5, 2))]), r"'concatenate'.*\(None, 4, 3\)"),
+    ("Average", lambda: L.Average()([L.Input((4,)), L.Input((4, 1))]), r"Average layer 'average'.*ranks"),
+]
+
+
+@pytest.mark.parametrize("make, pattern", [c[1:] for c in WRONG_SHAPES], ids=[c[0] for c in WRONG_SHAPES])
+def test_wrong_input_shape_names_the_layer_and_the_shapes(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
