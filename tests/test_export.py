@@ -31,12 +31,15 @@ def test_torch_module_traces_to_a_unidl_free_graph(tmp_path):
     with torch.no_grad():
         out = module(torch.as_tensor(X)).numpy()
     np.testing.assert_allclose(out, model.predict(X), rtol=FORWARD_F32.rtol, atol=FORWARD_F32.atol)
-    traced = torch.jit.trace(module, torch.as_tensor(X))
-    path = tmp_path / "model.pt"
-    traced.save(str(path))
-    loaded = torch.jit.load(str(path))
-    np.testing.assert_allclose(loaded(torch.as_tensor(X)).detach().numpy(), model.predict(X),
-                               rtol=FORWARD_F32.rtol, atol=FORWARD_F32.atol)
+    # torch.export (torch.jit.trace's successor) captures a graph with no unidl in it
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(module, (torch.as_tensor(X),), dynamic_shapes=(({0: batch},),))  # forward(*inputs)
+    path = tmp_path / "model.pt2"
+    torch.export.save(program, str(path))
+    loaded = torch.export.load(str(path)).module()
+    for x in (X, X[:2]):
+        np.testing.assert_allclose(loaded(torch.as_tensor(x)).detach().numpy(), model.predict(x),
+                                   rtol=FORWARD_F32.rtol, atol=FORWARD_F32.atol)
     # the module's parameters are the model's weights: a torch optimizer step changes the unidl model
     module.train()
     opt = torch.optim.SGD(module.parameters(), lr=0.1)

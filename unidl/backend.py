@@ -248,7 +248,7 @@ class Backend:
         """Optionally return ``model`` (bound to this backend) as the framework's own module.
 
         The module computes ``model.call`` with the framework alone once traced
-        (``torch.jit.trace``, ``tf.saved_model.save``), so users can leave unidl.
+        (``torch.export.export``, ``tf.saved_model.save``), so users can leave unidl.
         """
         raise BackendError(f"backend {self.name!r} cannot export a model to a native module")
 

@@ -356,7 +356,7 @@ class TorchBackend(Backend):
         """A ``torch.nn.Module`` whose parameters ARE the model's weights (no copy).
 
         The unidl variables are rebound to the module's ``nn.Parameter`` objects, so
-        training either one trains both; ``torch.jit.trace`` / ``torch.onnx.export`` of
+        training either one trains both; ``torch.export.export`` / ``torch.onnx.export`` of
         the module record a graph of torch ops only.
         """
         from unidl.ops import use_backend
