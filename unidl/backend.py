@@ -109,7 +109,7 @@ PRIMITIVES.update(NN_PRIMITIVES)
 # Ops the dispatching module ``unidl.ops`` exposes: primitives plus composites.
 COMPOSITES: tuple[str, ...] = (
     "square", "expand_dims", "squeeze", "softmax", "log_softmax", "logsumexp",
-    "softplus", "one_hot", "zeros", "ones", "size",
+    "softplus", "one_hot", "zeros", "ones", "size", "unstack",
 )
 
 DTYPES = ("float32", "float64", "int32", "int64", "bool")
@@ -299,6 +299,15 @@ class Backend:
 
     def size(self, x) -> int:
         return int(np.prod(self.shape(x), dtype=np.int64))
+
+    def unstack(self, x, axis: int = 0) -> list:
+        """The slices of ``x`` along ``axis`` (a known size), each without that axis.
+
+        Recurrent layers take their time steps this way. The generic version takes each
+        slice; a native one (torch.unbind, tf.unstack) also spares the backward pass a
+        full-size gradient per slice, which makes long sequences quadratic.
+        """
+        return [self.take(x, i, axis=axis) for i in range(self.shape(x)[axis])]
 
     def expand_dims(self, x, axis: int):
         shape = list(self.shape(x))

@@ -255,11 +255,13 @@ def gradients(root: Tensor, seed: np.ndarray | None = None) -> dict[Tensor, np.n
                 stack.append((x, False))
 
     grads: dict[Tensor, np.ndarray] = {root: np.ones_like(root.data) if seed is None else seed}
+    owned: set[int] = set()  # ids of accumulators made here, which may grow in place
     leaves: dict[Tensor, np.ndarray] = {}
     for node in reversed(order):
         g = grads.pop(node, None)
         if g is None:
             continue
+        owned.discard(id(g))
         if node._backward is None:  # a leaf
             leaves[node] = g
             continue
@@ -267,9 +269,34 @@ def gradients(root: Tensor, seed: np.ndarray | None = None) -> dict[Tensor, np.n
             if gx is None or type(x) is not Tensor or not x.requires_grad:
                 continue
             prev = grads.get(x)
-            # Not in place: gx may be the very array another input received.
-            grads[x] = gx if prev is None else prev + gx
+            if type(gx) is _SliceGrad:  # one slice of x's gradient: written into an accumulator
+                if prev is None or id(prev) not in owned:
+                    prev = np.zeros_like(x.data) if prev is None else prev.copy()
+                    owned.add(id(prev))
+                gx.add_into(prev)
+                grads[x] = prev
+            elif prev is None:
+                grads[x] = gx
+            elif id(prev) in owned:
+                prev += gx
+            else:  # not in place: prev or gx may be the very array another input received
+                grads[x] = prev + gx
     return leaves
+
+
+class _SliceGrad:
+    """The gradient of one slice ``x[..., index, ...]`` (``unstack``), kept small until accumulated.
+
+    Handing back a full-size array per slice would make the backward pass of T slices cost
+    O(T^2); ``gradients`` instead adds each slice into one accumulator for x.
+    """
+    __slots__ = ("index", "axis", "g")
+
+    def __init__(self, index: int, axis: int, g: np.ndarray):
+        self.index, self.axis, self.g = index, axis, g
+
+    def add_into(self, buffer: np.ndarray) -> None:
+        np.moveaxis(buffer, self.axis, 0)[self.index] += self.g
 
 
 # ================================================================== the ops
@@ -563,6 +590,16 @@ def take(x, indices, axis: int = 0) -> Tensor:
         np.add.at(np.moveaxis(gx, axis, 0), idx, np.moveaxis(g, tuple(range(axis, axis + k)), tuple(range(k))))
         return gx, None
     return _result(np.take(xd, idx, axis=axis), (x, indices), backward)
+
+
+def unstack(x, axis: int = 0) -> list[Tensor]:
+    xd = _val(x)
+    axis = int(axis) % xd.ndim
+
+    def slice_at(i: int) -> Tensor:
+        # d out_i / dx: g in slice i, zeros elsewhere (written by gradients() into one accumulator)
+        return _result(np.take(xd, i, axis=axis), (x,), lambda g: (_SliceGrad(i, axis, g),))
+    return [slice_at(i) for i in range(xd.shape[axis])]
 
 
 def take_along_axis(x, indices, axis: int) -> Tensor:

@@ -102,6 +102,7 @@ class NumpyBackend(Backend):
     transpose = staticmethod(ad.transpose)
     concatenate = staticmethod(ad.concatenate)
     take = staticmethod(ad.take)
+    unstack = staticmethod(ad.unstack)
     take_along_axis = staticmethod(ad.take_along_axis)
     matmul = staticmethod(ad.matmul)
     stop_gradient = staticmethod(ad.stop_gradient)

@@ -390,6 +390,9 @@ class TensorFlowBackend(Backend):
     def concatenate(self, xs: Sequence[Tensor], axis: int = -1) -> Tensor:
         return self.tf.concat(list(xs), axis=axis)
 
+    def unstack(self, x: Tensor, axis: int = 0) -> list:
+        return self.tf.unstack(x, axis=axis)  # one op; its gradient is one stack
+
     def take(self, x: Tensor, indices, axis: int | None = 0) -> Tensor:
         if axis is None:  # NumPy: take from the flattened array
             x, axis = self.reshape(x, (-1,)), 0

@@ -231,6 +231,9 @@ class TorchBackend(Backend):
     def concatenate(self, xs: Sequence[Tensor], axis: int = -1) -> Tensor:
         return torch.cat(tuple(xs), axis)
 
+    def unstack(self, x: Tensor, axis: int = 0) -> list:
+        return list(torch.unbind(x, axis))  # views; the backward stacks the slices' gradients once
+
     def _indices(self, indices: Any) -> Tensor:
         if isinstance(indices, torch.Tensor):
             return indices

@@ -1,17 +1,17 @@
 """Recurrent layers: SimpleRNN, LSTM and GRU, with Keras 3's weight layouts.
 
 Each loops over time in Python (one step per time index) and is vectorised
-over the batch and the units. Each step takes its slice of the inputs, computes
-``x_t @ kernel + bias`` and ``h_{t-1} @ recurrent_kernel`` (one matmul each, all
-gates at once), then cuts the result into its gate blocks. The state starts
-at zero, which the first step uses by leaving the recurrent terms out (the
-same numbers, and no batch-sized zeros: the batch size may be unknown inside
-a compiled step).
+over the batch and the units. One matmul projects the inputs of every time step
+(``x @ kernel + bias``, all gates at once); ``ops.unstack`` hands out the steps,
+and each step adds ``h_{t-1} @ recurrent_kernel`` and cuts the result into its
+gate blocks. The state starts at zero, which the first step uses by leaving the
+recurrent terms out (the same numbers, and no batch-sized zeros: the batch size
+may be unknown inside a compiled step).
 
-Why each step slices the raw inputs rather than a projection of all steps made
-up front: a gather's gradient is as large as its source, so slicing a
-projection that needs a gradient costs O(time^2) in the backward pass, while
-slicing the inputs of a first layer (no gradient) costs nothing there.
+``unstack`` rather than slicing step by step: a slice's gradient is as large as
+its source, so T slices would cost O(T^2) in the backward pass; every backend's
+unstack accumulates the T slice gradients once (torch.unbind, tf.unstack, the
+NumPy tape's slice accumulator).
 """
 from __future__ import annotations
 
@@ -108,11 +108,15 @@ class _Recurrent(Layer):
         if steps is None:
             raise ValueError(f"{type(self).__name__} {self.name!r}: the number of time steps must be known")
         input_bias, recurrent_bias = self._biases()
+        # One matmul projects every time step; unstack then hands the steps out (natively, its
+        # backward is one stack: taking each step would cost a full-size gradient per step).
+        projected_steps = ops.matmul(inputs, self.kernel)
+        if input_bias is not None:
+            projected_steps = ops.add(projected_steps, input_bias)
+        projected_steps = ops.unstack(projected_steps, axis=1)
         states, outputs = None, []
         for t in (range(steps - 1, -1, -1) if self.go_backwards else range(steps)):
-            projected = ops.matmul(ops.take(inputs, t, axis=1), self.kernel)
-            if input_bias is not None:
-                projected = ops.add(projected, input_bias)
+            projected = projected_steps[t]
             recurrent = None if states is None else ops.matmul(states[0], self.recurrent_kernel)
             if recurrent_bias is not None:
                 recurrent = recurrent_bias if recurrent is None else ops.add(recurrent, recurrent_bias)

@@ -591,6 +591,16 @@ _spec("softplus", lambda x: np.logaddexp(0.0, x),
       case("basic", F(3, 4, low=-3, high=3)), case("large", V(LARGE)),
       # softplus is smooth at 0 (slope 1/2); formulas built from relu/abs have kinks there.
       case("at_zero", V([0.0, 0.0, 1.0])))
+def _unstack_weighted(x, axis=0):
+    # Each slice times its position + 1, side by side: a slice out of place changes the values.
+    return np.concatenate([np.take(x, i, axis=axis) * (i + 1) for i in range(x.shape[axis])], axis=-1)
+
+
+_spec("unstack", _unstack_weighted,
+      case("axis0", F(3, 2)), case("time_axis", F(2, 4, 3), axis=1), case("neg_axis", F(2, 3, 2), axis=-1),
+      case("size1", F(2, 1, 3), axis=1),
+      call=lambda ops, x, axis=0: ops.concatenate(
+          [ops.multiply(s, float(i + 1)) for i, s in enumerate(ops.unstack(x, axis=axis))], axis=-1))
 _spec("one_hot", lambda idx, depth: (idx[..., None] == np.arange(depth)).astype(np.float64),
       case("vector", I(5, high=3), S(3)), case("matrix", I(2, 3, high=4), S(4)),
       grad=False)
