@@ -351,3 +351,24 @@ def test_import_does_not_import_frameworks():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert unidl.list_backends()
+
+
+def test_trainable_changes_between_fits_take_effect():
+    # train_step caches its trainable weights; every kind of change must reach it
+    model = unidl.Sequential([layers.Dense(4, activation="tanh", input_shape=(3,)), layers.Dense(1)], seed=0)
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    x, y = np.random.default_rng(0).normal(size=(16, 3)), np.ones((16, 1))
+    model.fit(x, y, epochs=1, verbose=0)
+
+    def moved_after_fit():
+        before = model.get_weights()
+        model.fit(x, y, epochs=1, verbose=0)
+        return [not np.array_equal(b, a) for b, a in zip(before, model.get_weights())]
+
+    model.layers[0].trainable = False             # a layer flag
+    assert moved_after_fit() == [False, False, True, True]
+    model.layers[0].trainable = True
+    model.layers[1].bias.trainable = False        # a variable flag
+    assert moved_after_fit() == [True, True, True, False]
+    model.trainable = False                       # the model's own flag
+    assert moved_after_fit() == [False] * 4

@@ -19,6 +19,7 @@ from .functional import Graph, SymbolicTensor, map_structure
 from .layers.base import InputLayer, Layer, Shape, _as_shape, _snake_case, is_symbolic
 from .ops import _current, use_backend
 from .registry import get_backend
+from .variables import structure_changed
 
 # Attributes that tie a model to a backend; clone() leaves them behind.
 _COMPILED_STATE = ("backend", "optimizer", "_train_function", "_inference_functions", "dtype_policy")
@@ -62,6 +63,7 @@ class Model(Layer):
         self._loss_spec = self._loss_weights = None  # compile's loss / loss_weights as given
         self._losses: list | None = None  # (Loss, weight) per output, resolved when training starts
         self._train_function = None
+        self._trainable_cache: tuple | None = None  # (structure version, trainable weights): train_step
         self._inference_functions: dict = {}  # "predict" / "test" -> step, compiled by the backend
         self._metric_ids: list = []
         self.jit_compile: bool | str = "auto"
@@ -78,6 +80,7 @@ class Model(Layer):
 
     def _init_graph(self, inputs, outputs) -> None:
         self._graph = Graph(inputs, outputs)
+        structure_changed()
         taken: set[str] = set()
         for t in self._graph.inputs:  # inputs get names too, so the wiring can be saved
             t.node.layer.name = unique_name(t.node.layer.name or "input_layer", taken)
@@ -431,6 +434,7 @@ class Sequential(Model):
                                  f"model {self.name!r}")
             self.input_shape = declared
         self._layers.append(layer)
+        structure_changed()
         if self.input_shape is not None:
             shape = self.output_shape if self.built else self.input_shape
             if isinstance(layer, InputLayer):

@@ -29,6 +29,7 @@ from .data import (ArrayData, DataError, IterableData, as_numeric_array, is_iter
                    prepare_weights, prepare_x, prepare_y)
 from .functional import flatten
 from .ops import use_backend
+from .variables import structure_version
 
 __all__ = ["fit", "evaluate", "predict", "train_step", "test_step", "total_loss", "DataError",
            "as_numeric_array"]
@@ -180,7 +181,12 @@ def train_step(self, x, y, sample_weight=None):
     Override it in a Model subclass for custom training (it runs with the
     model's backend bound, so ``unidl.ops`` work inside).
     """
-    trainable = self.trainable_weights
+    # The walk over the layers for the trainable weights costs ~40 us; redo it only after a weight,
+    # sublayer or trainable flag changed anywhere (unidl.variables.structure_version).
+    version = structure_version()
+    if self._trainable_cache is None or self._trainable_cache[0] != version:
+        self._trainable_cache = (version, self.trainable_weights)
+    trainable = self._trainable_cache[1]
     key = tuple(map(id, trainable))
     if self._train_function is None or self._train_function[0] != key:
         self._train_function = (key, _make_train_function(self, trainable))

@@ -14,8 +14,23 @@ from typing import Any
 import numpy as np
 
 
+_structure_version = 0
+
+
+def structure_changed() -> None:
+    """Note that some model's weights or trainable flags may have changed (see ``structure_version``)."""
+    global _structure_version
+    _structure_version += 1
+
+
+def structure_version() -> int:
+    """A number that changes whenever a weight is created, a layer gains a sublayer, or a
+    ``trainable`` flag is set: the training step caches its list of trainable weights on it."""
+    return _structure_version
+
+
 class Variable:
-    __slots__ = ("name", "trainable", "value", "backend", "regularizer", "initializer", "seeded",
+    __slots__ = ("name", "_trainable", "value", "backend", "regularizer", "initializer", "seeded",
                  "__weakref__")
 
     def __init__(self, initial: np.ndarray, name: str, trainable: bool = True, regularizer=None):
@@ -26,6 +41,15 @@ class Variable:
         self.backend = None
         self.initializer = None  # how the initial value was drawn (a model may redraw it from its seed)
         self.seeded = True       # False: drawn without a model's seeded generator
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        structure_changed()
 
     @property
     def shape(self) -> tuple[int, ...]:

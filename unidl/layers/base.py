@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import initializers, ops, regularizers
 from ..naming import check_kwargs
-from ..variables import Variable
+from ..variables import Variable, structure_changed
 
 Shape = tuple  # of int | None, batch axis first
 
@@ -91,6 +91,7 @@ class Layer:
         variable.initializer = init
         variable.seeded = self._rng is not None
         self._weights.append(variable)
+        structure_changed()
         return variable
 
     @property
@@ -100,6 +101,13 @@ class Layer:
     @trainable.setter
     def trainable(self, value: bool) -> None:
         self._trainable = bool(value)
+        structure_changed()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if isinstance(value, Layer) or (isinstance(value, (list, tuple))  # a sublayer: its weights are ours
+                                        and any(isinstance(item, Layer) for item in value)):
+            structure_changed()
 
     def _sublayers(self) -> list["Layer"]:
         """Layers held in attributes (directly or in a list/tuple): their weights are this layer's too."""
