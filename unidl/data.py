@@ -58,11 +58,11 @@ def check_finite(model, arrays: list[np.ndarray], argument: str) -> None:
     if choice == "ignore":
         return
     for i, a in enumerate(arrays):
-        if a.dtype.kind != "f":
+        if a.dtype.kind != "f" or not a.size:
             continue  # integer and bool data cannot hold NaN or inf
-        bad = ~np.isfinite(a)
-        if not bad.any():
+        if np.isfinite(a.min()) and np.isfinite(a.max()):  # NaN and inf reach min/max: two fast passes
             continue
+        bad = ~np.isfinite(a)
         rows = np.flatnonzero(bad.reshape(len(a), -1).any(axis=1))
         which = argument if len(arrays) == 1 else f"{argument}[{i}]"
         message = (f"{which} holds {int(bad.sum())} NaN/inf value(s) in {len(rows)} sample(s), the first at "
