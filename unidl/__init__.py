@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 from . import (activations, callbacks, distributed, initializers, layers, losses, metrics, ops, optimizers,
                regularizers, saving, schedules)
-from .autodiff import grad, value_and_grad
+from .autodiff import function, grad, value_and_grad
 from .backend import Backend, BackendError
 from .data import DataError
 from .hookspecs import hookimpl
@@ -30,7 +30,7 @@ __all__ = [
     "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "distributed",
     "get_backend",
     "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",
-    "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad",
+    "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad", "function",
 ]
 
 def __getattr__(name: str):

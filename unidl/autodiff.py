@@ -65,3 +65,57 @@ def value_and_grad(fn: Callable, wrt: "Layer | Sequence[Variable] | None" = None
 def grad(fn: Callable, wrt=None, *, inputs: Sequence[Any] | None = None):
     """Only the gradients of :func:`value_and_grad`."""
     return value_and_grad(fn, wrt, inputs=inputs)[-1]
+
+
+def function(fn: Callable | None = None, *, jit_compile: bool = True):
+    """Compile a custom step (a GAN update, an adversarial attack) with the bound backend.
+
+    ``unidl.function`` is to custom loops what ``compile(jit_compile=...)`` is to ``fit``:
+    a traced graph on TensorFlow (``tf.function``) and JAX (``jax.jit``), plain Python on
+    torch and NumPy. Use it as a decorator, and call the result with backend tensors::
+
+        @unidl.function
+        def train_step(real, noise):
+            d_loss, d_grads = unidl.value_and_grad(lambda: ..., discriminator)
+            discriminator.optimizer.apply(d_grads, discriminator.trainable_weights)
+            ...
+            return d_loss, g_loss
+
+    As with ``tf.function``, the Python body runs while tracing only: return the values you
+    need, draw random numbers outside (pass them in), and give calls the same structure of
+    arguments (a new structure traces again). The first call runs eagerly, which notes the
+    optimizers the step applies (each once per call); later calls feed each one's learning
+    rate and bias corrections in as traced inputs, so schedules and Adam's corrections
+    advance exactly as in eager code, and count the optimizer's iterations on the host.
+    """
+    if fn is None:
+        return lambda f: function(f, jit_compile=jit_compile)
+    from .optimizers import recording_applies, scalars_from
+    optimizers: list = []
+    compiled: dict = {}  # backend (id) -> its compiled step
+
+    def step(scalars, *args):
+        with scalars_from({id(opt): s for opt, s in zip(optimizers, scalars)}):
+            return fn(*args)
+
+    def call(*args):
+        backend = current_backend()
+        if not jit_compile:
+            return fn(*args)
+        if not compiled:  # the first call: eager, noting the optimizers it applies
+            with recording_applies([]) as applied:
+                out = fn(*args)
+            optimizers.extend(dict.fromkeys(applied))  # once each, in order
+            compiled[None] = True
+            return out
+        if id(backend) not in compiled:
+            compiled[id(backend)] = backend.compile_step(step)
+        scalars = [{k: float(v) for k, v in opt.step_scalars().items()} for opt in optimizers]
+        out = compiled[id(backend)](scalars, *args)
+        for opt in optimizers:
+            opt.iterations += 1
+        return out
+
+    call.__name__ = getattr(fn, "__name__", "function")
+    call.__doc__ = fn.__doc__
+    return call

@@ -12,6 +12,8 @@ take them as inputs instead of baking a learning rate into the graph.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Any, Callable, Sequence
 
@@ -22,6 +24,33 @@ from .naming import check_kwargs, resolve
 from .variables import Variable
 
 _BASE_KWARGS = ("learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "name")
+
+
+# unidl.function's hooks into apply(): which optimizers a step applies (its first, eager call
+# records them), and, while it is traced, each one's step scalars as traced tensors.
+_applied: contextvars.ContextVar[list | None] = contextvars.ContextVar("unidl_applied", default=None)
+_traced_scalars: contextvars.ContextVar[dict | None] = contextvars.ContextVar("unidl_traced_scalars",
+                                                                              default=None)
+
+
+@contextlib.contextmanager
+def recording_applies(into: list):
+    """Append every optimizer whose ``apply`` runs in this context to ``into``."""
+    token = _applied.set(into)
+    try:
+        yield into
+    finally:
+        _applied.reset(token)
+
+
+@contextlib.contextmanager
+def scalars_from(traced: dict):
+    """Let ``apply`` of each optimizer ``id`` in ``traced`` use those step scalars."""
+    token = _traced_scalars.set(traced)
+    try:
+        yield
+    finally:
+        _traced_scalars.reset(token)
 
 
 class Optimizer:
@@ -81,7 +110,18 @@ class Optimizer:
         return {"lr": self.current_learning_rate}
 
     def apply(self, grads: Sequence, variables: Sequence[Variable]) -> None:
-        """One optimizer step: update ``variables`` from their ``grads`` (backend tensors)."""
+        """One optimizer step: update ``variables`` from their ``grads`` (backend tensors).
+
+        Inside a step compiled by :func:`unidl.function` this step's hyper-parameters arrive
+        as traced inputs (not frozen at trace time) and the host counts the iteration.
+        """
+        traced = _traced_scalars.get()
+        if traced is not None and id(self) in traced:
+            self.update_all(grads, variables, traced[id(self)])
+            return
+        applied = _applied.get()
+        if applied is not None:
+            applied.append(self)
         self.update_all(grads, variables, self.step_scalars())
         self.iterations += 1
 

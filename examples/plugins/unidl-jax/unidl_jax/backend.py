@@ -79,6 +79,10 @@ def _check_rank4(x, what: str, op: str) -> None:
         raise ValueError(f"{op}: {what} must have 4 dimensions, got shape {tuple(x.shape)}")
 
 
+_ALL_HOLDERS: "weakref.WeakValueDictionary[int, JaxVariable]" = weakref.WeakValueDictionary()
+_HOLDER_IDS = itertools.count()
+
+
 class JaxBackend(Backend):
     """JAX backend: float32 or float64 on the device JAX picks (CPU unless asked)."""
 
@@ -99,8 +103,9 @@ class JaxBackend(Backend):
         self._dtypes = {d: jnp.dtype(d) for d in ("float32", "float64", "int32", "int64", "bool",
                                                   "bfloat16", "float16")}
         self._writes = threading.local()  # holders assigned inside the current trace (see value_and_grad)
-        self._holders = weakref.WeakValueDictionary()  # every live variable, in creation order (compile_step)
-        self._ids = itertools.count()
+        # Every live variable of every JaxBackend, in creation order (compile_step): a custom step
+        # may train several models, each compiled with its own backend instance.
+        self._holders = _ALL_HOLDERS
         self._precision = lax.Precision.HIGHEST
 
         # jax.numpy already has the contract's semantics for these (NumPy broadcasting,
@@ -275,7 +280,7 @@ class JaxBackend(Backend):
     # -------------------------------------------------- state, autodiff
     def variable(self, value: Any, trainable: bool = True, name: str = "") -> JaxVariable:
         holder = JaxVariable(self.convert(value), name)  # gradients are taken for what value_and_grad is given
-        self._holders[next(self._ids)] = holder
+        self._holders[next(_HOLDER_IDS)] = holder
         return holder
 
     def assign(self, variable: JaxVariable, value: Any) -> None:
