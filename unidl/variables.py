@@ -29,6 +29,18 @@ def structure_version() -> int:
     return _structure_version
 
 
+class TrainableFlag:
+    """The ``trainable`` attribute of layers and variables: a bool whose every change is noted
+    (``structure_changed``), so cached lists of trainable weights are rebuilt."""
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj._trainable
+
+    def __set__(self, obj, value) -> None:
+        obj._trainable = bool(value)
+        structure_changed()
+
+
 class Variable:
     __slots__ = ("name", "_trainable", "value", "backend", "regularizer", "initializer", "seeded",
                  "__weakref__")
@@ -42,14 +54,7 @@ class Variable:
         self.initializer = None  # how the initial value was drawn (a model may redraw it from its seed)
         self.seeded = True       # False: drawn without a model's seeded generator
 
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        structure_changed()
+    trainable = TrainableFlag()
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import initializers, ops, regularizers
 from ..naming import check_kwargs
-from ..variables import Variable, structure_changed
+from ..variables import TrainableFlag, Variable, structure_changed
 
 Shape = tuple  # of int | None, batch axis first
 
@@ -94,14 +94,7 @@ class Layer:
         structure_changed()
         return variable
 
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        structure_changed()
+    trainable = TrainableFlag()  # whether the optimizer updates this layer's weights
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
