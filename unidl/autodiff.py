@@ -91,22 +91,24 @@ def function(fn: Callable | None = None, *, jit_compile: bool = True):
     if fn is None:
         return lambda f: function(f, jit_compile=jit_compile)
     from .optimizers import recording_applies, scalars_from
-    optimizers: list = []
-    compiled: dict = {}  # backend (id) -> its compiled step
+    optimizers: list = []  # those the step applies, noted by its first call
+    compiled: dict = {}    # backend (id) -> its compiled step
+    first_call = True
 
     def step(scalars, *args):
         with scalars_from({id(opt): s for opt, s in zip(optimizers, scalars)}):
             return fn(*args)
 
     def call(*args):
+        nonlocal first_call
         backend = current_backend()
         if not jit_compile:
             return fn(*args)
-        if not compiled:  # the first call: eager, noting the optimizers it applies
+        if first_call:  # eager, noting the optimizers it applies
             with recording_applies([]) as applied:
                 out = fn(*args)
             optimizers.extend(dict.fromkeys(applied))  # once each, in order
-            compiled[None] = True
+            first_call = False
             return out
         if id(backend) not in compiled:
             compiled[id(backend)] = backend.compile_step(step)

@@ -13,7 +13,7 @@ import numpy as np
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import precision, saving, training
-from .backend import Backend
+from .backend import HALF_DTYPES, Backend
 from .data import NONFINITE_CHOICES
 from .functional import Graph, SymbolicTensor, map_structure
 from .layers.base import InputLayer, Layer, Shape, _as_shape, _snake_case, is_symbolic
@@ -238,7 +238,7 @@ class Model(Layer):
         """
         if nonfinite_data not in NONFINITE_CHOICES:
             raise ValueError(f"nonfinite_data must be one of {list(NONFINITE_CHOICES)}, got {nonfinite_data!r}")
-        if dtype in precision.HALF_DTYPES:
+        if dtype in HALF_DTYPES:
             raise ValueError(f"dtype={dtype!r} would keep the weights themselves in {dtype}; to compute in {dtype} "
                              f"with float32 weights, compile with dtype_policy='mixed_{dtype}'")
         new_backend = get_backend(backend, dtype=dtype, device=device)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .backend import HALF_DTYPES  # noqa: F401 -- re-exported for compile's check
 from .naming import UnknownNameError, closest
 
 POLICIES = {
@@ -95,13 +94,6 @@ def get_policy(policy: "str | DTypePolicy | None", dtype: str) -> DTypePolicy:
     if variables != dtype:
         raise ValueError(f"dtype_policy={policy!r} contradicts dtype={dtype!r}: give one of them")
     return DTypePolicy(policy, compute, variables, DynamicLossScale() if scaled else None)
-
-
-def compute_backend(backend, policy: DTypePolicy):
-    """The backend the forward pass runs on: ``backend`` itself, or its mixed-precision twin."""
-    if not policy.mixed:
-        return backend
-    return backend.compute_twin(policy.compute_dtype)
 
 
 def cast_floats(backend, structure, dtype: str):

@@ -193,7 +193,7 @@ def train_step(self, x, y, sample_weight=None):
     scalars = self.optimizer.step_scalars()
     if self.distribute is not None:
         scalars["batch_share"] = self._batch_share
-    scaler = self.dtype_policy.loss_scale if self.dtype_policy is not None else None
+    scaler = _loss_scale(self)
     skipped = scaler.skipped_steps if scaler is not None else 0
     loss, y_pred = self._train_function[1](x, y, sample_weight, scalars)
     if scaler is None or scaler.skipped_steps == skipped:  # a step skipped for overflow is not counted
@@ -204,7 +204,7 @@ def train_step(self, x, y, sample_weight=None):
 def _make_train_function(model, trainable: list):
     """The generic step, handed to the backend to compile when that is allowed and useful."""
     backend = model.backend
-    scaler = model.dtype_policy.loss_scale if model.dtype_policy is not None else None
+    scaler = _loss_scale(model)
 
     def step(x, y, sample_weight, scalars):
         def loss_fn():
@@ -231,6 +231,11 @@ def _make_train_function(model, trainable: list):
     return backend.compile_step(step) if _may_compile(model) else step
 
 
+def _loss_scale(model):
+    """The model's DynamicLossScale (a mixed_float16 policy), or None."""
+    return None if model.dtype_policy is None else model.dtype_policy.loss_scale
+
+
 def _all_finite(backend, grads) -> bool:
     """Whether every gradient entry is finite (one host sync: inf or NaN anywhere makes the sum so)."""
     total = None
@@ -243,7 +248,7 @@ def _all_finite(backend, grads) -> bool:
 def _may_compile(model) -> bool:
     if model.jit_compile is False or model.distribute is not None:
         return False
-    if model.dtype_policy is not None and model.dtype_policy.loss_scale is not None:
+    if _loss_scale(model) is not None:
         return False  # skipping an overflowed step is a host-side decision
     # Layers drawing host randomness each call (Dropout's NumPy masks) would be frozen
     # into a traced graph, so such models run eagerly.

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import activations, initializers, ops, regularizers
+from .. import ops
 from .base import Layer, LayerShapeError, Shape
+from .core import kernel_options_config, set_kernel_options
 
 
 # ------------------------------------------------------------- argument helpers
@@ -108,15 +109,8 @@ class _Conv(Layer):
         if self.filters % self.groups:
             raise ValueError(f"{where}: filters must be a multiple of groups, got filters={filters}, "
                              f"groups={groups}")
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        # get_config returns these as given (a name stays a name), so cls(**config) rebuilds the layer
-        self._given = {"kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer,
-                       "kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer}
+        set_kernel_options(self, activation, bool(use_bias), kernel_initializer, bias_initializer,
+                           kernel_regularizer, bias_regularizer)
 
     def _kernel_shape(self, channels: int) -> tuple[int, ...]:
         if channels % self.groups:
@@ -145,8 +139,7 @@ class _Conv(Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
-                "dilation_rate": self.dilation_rate, "groups": self.groups,
-                "activation": activations.serialize(self.activation), "use_bias": self.use_bias, **self._given}
+                "dilation_rate": self.dilation_rate, "groups": self.groups, **kernel_options_config(self)}
 
 
 class Conv2D(_Conv):

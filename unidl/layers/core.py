@@ -35,15 +35,8 @@ class Dense(Layer):
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units <= 0:
             raise ValueError(f"Dense: units must be a positive integer, got units={units!r}")
         self.units = int(units)
-        self.activation = activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        # get_config returns these as given (a name stays a name), so cls(**config) rebuilds the layer
-        self._given = {"kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer,
-                       "kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer}
+        set_kernel_options(self, activation, use_bias, kernel_initializer, bias_initializer,
+                           kernel_regularizer, bias_regularizer)
 
     def build(self, input_shape: Shape) -> None:
         in_dim = input_shape[-1]
@@ -64,8 +57,26 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": self.units,
-                "activation": activations.serialize(self.activation), "use_bias": self.use_bias, **self._given}
+        return {**super().get_config(), "units": self.units, **kernel_options_config(self)}
+
+
+def set_kernel_options(layer: Layer, activation, use_bias, kernel_initializer, bias_initializer,
+                       kernel_regularizer, bias_regularizer) -> None:
+    """The options Dense and the convolutions share: activation, bias, initializers, regularizers."""
+    layer.activation = activations.get(activation)
+    layer.use_bias = use_bias
+    layer.kernel_initializer = initializers.get(kernel_initializer)
+    layer.bias_initializer = initializers.get(bias_initializer)
+    layer.kernel_regularizer = regularizers.get(kernel_regularizer)
+    layer.bias_regularizer = regularizers.get(bias_regularizer)
+    # get_config returns these as given (a name stays a name), so cls(**config) rebuilds the layer
+    layer._given = {"kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer,
+                    "kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer}
+
+
+def kernel_options_config(layer: Layer) -> dict[str, Any]:
+    """``set_kernel_options``'s arguments as get_config returns them."""
+    return {"activation": activations.serialize(layer.activation), "use_bias": layer.use_bias, **layer._given}
 
 
 class Activation(Layer):
