@@ -16,6 +16,8 @@ from unidl.naming import UnknownNameError
 from unidl.precision import DynamicLossScale
 from unidl.testing.tolerances import FORWARD_BF16, FORWARD_F16
 
+from .test_training import load_example
+
 BACKENDS = ["torch", "tensorflow"]
 POLICIES = {"mixed_bfloat16": FORWARD_BF16, "mixed_float16": FORWARD_F16}
 RNG = np.random.default_rng(0)
@@ -226,12 +228,7 @@ def test_embedding_ids_stay_exact_above_bfloat16s_integer_range(backend):
 
 
 def test_cnn_digits_example_learns_as_well_in_bfloat16(backend):
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).parents[1] / "examples" / "cnn_digits.py"
-    spec = importlib.util.spec_from_file_location("cnn_digits_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("cnn_digits")
     full = example.main(backend, epochs=4, verbose=0)
     mixed = example.main(backend, epochs=4, verbose=0, dtype_policy="mixed_bfloat16")
     assert mixed["accuracy"] > 0.85 and abs(mixed["accuracy"] - full["accuracy"]) <= 0.02
