@@ -5,8 +5,6 @@ out here in NumPy (CONVENTIONS.md), the defaults, clipping, weight decay, schedu
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -349,19 +347,7 @@ def test_sgd_inside_fit_matches_the_closed_form_gradient():
     np.testing.assert_allclose(got_bias, bias, rtol=STEP_RTOL, atol=STEP_ATOL)
 
 
-# ------------------------------------------------------- Keras as oracle
-@pytest.fixture(scope="module")
-def keras():
-    if "keras" not in sys.modules:
-        os.environ["KERAS_BACKEND"] = "tensorflow"
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip(f"keras was already imported with the {keras.backend.backend()!r} backend")
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64")  # learning-rate and slot variables in float64
-    yield keras
-    keras.config.set_floatx(floatx)
-
+# ------------------------------------------------------- Keras as oracle (the keras fixture: conftest.py)
 
 def keras_optimizer(keras, config_id):
     cls, kwargs = CONFIGS[config_id]

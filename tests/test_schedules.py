@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -124,20 +122,7 @@ def test_schedule_drives_the_weight_updates(backend):
     np.testing.assert_array_equal(kernels[3], kernels[1])
 
 
-# ------------------------------------------------------------ Keras as oracle
-
-@pytest.fixture(scope="module")
-def keras():
-    if "keras" not in sys.modules:
-        os.environ["KERAS_BACKEND"] = "tensorflow"
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip(f"keras was already imported with the {keras.backend.backend()!r} backend")
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64")  # so Keras computes in float64 like unidl's host-side schedules
-    yield keras
-    keras.config.set_floatx(floatx)
-
+# ------------------------------------------------------------ Keras as oracle (the keras fixture: conftest.py)
 
 # Keras evaluates with tensor ops in float64 (pow as exp(log), cos of a float64
 # product): a few ulps from Python's math module, never more.
