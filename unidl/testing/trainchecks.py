@@ -50,6 +50,17 @@ def _label(backend: Backend, family: str, case: Any, what: str) -> str:
             f"[{case.describe()}]: {what}")
 
 
+def _on_both(backend: Backend, reference_backend: Backend | None, family: str, case: Any, run) -> tuple:
+    """``run(backend, case)`` on the reference (default: NumPy float64) and on ``backend``:
+    (the check's label, the reference's description, backend's result, the reference's result)."""
+    __tracebackhide__ = True
+    reference_backend = reference_backend or reference()
+    label = _label(backend, family, case, "trajectory")
+    source = f"reference {reference_backend.name} {reference_backend.dtype}"
+    expected = _run(f"{label} (on the {source})", lambda: run(reference_backend, case))
+    return label, source, _run(label, lambda: run(backend, case)), expected
+
+
 def _tolerance(backend: Backend, family: str, case: Any) -> Tolerance:
     return tolerances.lookup(backend, CheckId(family, case.item, backend.dtype, "trajectory", case.name))
 
@@ -116,11 +127,7 @@ def check_optimizer(backend: Backend, reference_backend: Backend | None, case: O
                     tolerance: Tolerance | None = None) -> None:
     """``case``'s optimizer steps on ``backend`` vs on the reference."""
     __tracebackhide__ = True
-    reference_backend = reference_backend or reference()
-    label = _label(backend, "optimizer", case, "trajectory")
-    source = f"reference {reference_backend.name} {reference_backend.dtype}"
-    expected = _run(f"{label} (on the {source})", lambda: run_optimizer(reference_backend, case))
-    got = _run(label, lambda: run_optimizer(backend, case))
+    label, source, got, expected = _on_both(backend, reference_backend, "optimizer", case, run_optimizer)
     _compare_trajectories(label, got, expected, tolerance or _tolerance(backend, "optimizer", case),
                           backend.dtype, source)
 
@@ -216,11 +223,7 @@ def check_training(backend: Backend, reference_backend: Backend | None, case: Tr
                    tolerance: Tolerance | None = None) -> None:
     """``fit`` on ``backend`` (``jit_compile="auto"``) vs on the reference: step losses, final weights."""
     __tracebackhide__ = True
-    reference_backend = reference_backend or reference()
-    label = _label(backend, "training", case, "trajectory")
-    source = f"reference {reference_backend.name} {reference_backend.dtype}"
-    expected = _run(f"{label} (on the {source})", lambda: run_training(reference_backend, case))
-    got = _run(label, lambda: run_training(backend, case))
+    label, source, got, expected = _on_both(backend, reference_backend, "training", case, run_training)
     _compare_runs(label, got, expected, tolerance or _tolerance(backend, "training", case), backend.dtype,
                   source, case.steps())
 
