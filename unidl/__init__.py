@@ -19,14 +19,17 @@ from .autodiff import function, grad, value_and_grad
 from .backend import Backend, BackendError
 from .data import DataError
 from .hookspecs import hookimpl
+from .files import SavingError, WeightsFileError
 from .models import Model, NotCompiledError, Sequential
 from .ops import use_backend
 from .registry import BackendUnavailableError, UnknownBackendError, get_backend, list_backends
-from .saving import load_model
+from .saving import WeightsMismatchError, load_model
+from .serialization import UnknownObjectError
 from .variables import Variable
 
 __all__ = [
     "Backend", "BackendError", "BackendUnavailableError", "DataError", "Model", "NotCompiledError",
+    "SavingError", "WeightsFileError", "WeightsMismatchError", "UnknownObjectError",
     "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "distributed",
     "get_backend",
     "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",

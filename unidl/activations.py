@@ -9,7 +9,7 @@ import math
 from typing import Callable
 
 from . import ops
-from .naming import lookup
+from .registry import lookup
 
 Activation = Callable
 

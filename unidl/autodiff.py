@@ -20,6 +20,7 @@ import numpy as np
 
 from .layers.base import Layer
 from .ops import current_backend
+from .optimizers import recording_applies, scalars_from
 from .variables import Variable
 
 
@@ -90,7 +91,6 @@ def function(fn: Callable | None = None, *, jit_compile: bool = True):
     """
     if fn is None:
         return lambda f: function(f, jit_compile=jit_compile)
-    from .optimizers import recording_applies, scalars_from
     optimizers: list = []  # those the step applies, noted by its first call
     compiled: dict = {}    # backend (id) -> its compiled step
     first_call = True

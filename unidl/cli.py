@@ -3,7 +3,7 @@
 ::
 
     unidl --version
-    unidl backends [--json] [--strict] [--devices]
+    unidl backends [--json] [--strict [NAME]] [--devices]
     unidl bench [--steps N] [--device cuda] [--json FILE]
     unidl compare MODEL [--backends numpy,torch] [--steps N] [--json] [--plot out.png] [--fail-above TOL]
 
@@ -26,6 +26,7 @@ import sys
 from typing import Callable, Sequence
 
 from . import __version__, registry
+from .backend import missing_ops
 
 # ------------------------------------------------------------------ helpers
 
@@ -58,8 +59,10 @@ def _add_backends(subparsers) -> None:
                     "failed to load are listed after the table. No framework is imported, "
                     "unless --devices is given.")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 when a framework is missing or a plugin failed to load")
+    p.add_argument("--strict", nargs="?", const=True, default=False, metavar="NAME",
+                   help="exit with status 1 when a framework is missing or a plugin failed to load; with a "
+                        "backend NAME, check that one alone: registered, its plugin loaded, its framework "
+                        "installed, and the backend built with every required op (this imports its framework)")
     p.add_argument("--devices", action="store_true",
                    help="also list each installed backend's devices (this imports the frameworks)")
     p.set_defaults(handler=_run_backends)
@@ -73,6 +76,30 @@ def _devices(name: str) -> list[str] | str:
         return f"error: {type(exc).__name__}: {exc}"
 
 
+def _plugin_json(record) -> dict:
+    return {**dataclasses.asdict(record), "error": record.error}
+
+
+def _check_one(reg, name: str) -> list[str]:
+    """Why backend ``name`` is not usable (empty when it is): registered, plugin loaded, framework, ops."""
+    try:
+        info = reg.backend_info(name)
+    except registry.UnknownBackendError as exc:
+        return [str(exc)]
+    record = reg.plugins.get(info.plugin)
+    problems = [f"plugin {info.plugin!r}: {record.error}"] if record is not None and record.error else []
+    if not info.framework_installed:
+        return problems + [f"framework {info.framework!r} is not installed: {info.install or 'pip install ' + info.framework}"]
+    try:
+        backend = reg.get_backend(name)
+    except Exception as exc:  # the point of --strict NAME: report why it does not build
+        return problems + [f"cannot build the backend: {type(exc).__name__}: {exc}"]
+    missing = missing_ops(backend)
+    if missing:
+        problems.append(f"required ops not implemented: {', '.join(missing)}")
+    return problems
+
+
 def _run_backends(args: argparse.Namespace) -> int:
     reg = registry.REGISTRY  # looked up at call time, so tests can swap in their own Registry
     rows = reg.list_backends()
@@ -81,16 +108,20 @@ def _run_backends(args: argparse.Namespace) -> int:
     if args.devices:
         for row in rows:
             row["devices"] = _devices(row["name"]) if row["installed"] else []
-    problems = bool(failures) or not all(row["installed"] for row in rows)
-    status = 1 if args.strict and problems else 0
+    one = args.strict if isinstance(args.strict, str) else None
+    if one is not None:
+        problems = _check_one(reg, one)
+        status = 1 if problems else 0
+    else:
+        problems = bool(failures) or not all(row["installed"] for row in rows)
+        status = 1 if args.strict and problems else 0
 
     if args.json:
-        print(json.dumps({
-            "unidl_version": __version__,
-            "backends": rows,
-            "plugins": [dataclasses.asdict(p) for p in plugins],
-            "failures": [dataclasses.asdict(p) for p in failures],
-        }, indent=2))
+        out = {"unidl_version": __version__, "backends": rows, "plugins": [_plugin_json(p) for p in plugins],
+               "failures": [_plugin_json(p) for p in failures]}
+        if one is not None:
+            out["checked"] = {"backend": one, "ok": not problems, "problems": problems}
+        print(json.dumps(out, indent=2))
         return status
 
     if rows:
@@ -111,6 +142,8 @@ def _run_backends(args: argparse.Namespace) -> int:
         print("\nplugins that failed to load:")
         for p in failures:
             print(f"  {p.name} ({_source(p.distribution, p.version)}): {p.error}")
+    if one is not None:
+        print(f"\nbackend {one!r}: " + ("ok" if not problems else "NOT usable:\n  - " + "\n  - ".join(problems)))
     return status
 
 

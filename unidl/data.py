@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .functional import flatten, pack_like
+from .structure import flatten, pack_like
 
 
 class DataError(ValueError):
@@ -205,13 +205,13 @@ class ArrayData:
 class IterableData:
     """Batches drawn from a user iterable; each batch is checked like array data."""
 
-    def __init__(self, model, source, steps_per_epoch: int | None, resolve_losses=None):
+    def __init__(self, model, source, steps_per_epoch: int | None, losses=None):
         if steps_per_epoch is not None and (not isinstance(steps_per_epoch, (int, np.integer))
                                             or steps_per_epoch <= 0):
             raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
-        # resolve_losses(model) -> per-output losses, called once the model is built (None: no labels)
+        # losses() -> the model's per-output losses, asked once the model is built (None: no labels)
         self.model, self.source, self.steps_per_epoch = model, source, steps_per_epoch
-        self.resolve_losses = resolve_losses
+        self.losses = losses
         self._iterator = iter(source) if isinstance(source, collections.abc.Iterator) else None
         self.exhausted = False
 
@@ -237,16 +237,14 @@ class IterableData:
         x, y, w = (list(item) + [None, None])[:3]
         xs = prepare_x(self.model, x)
         n = len(xs[0])
-        if self.resolve_losses is not None and self.model._losses is None:
-            self.model._losses = self.resolve_losses(self.model)
-        ys = None if self.resolve_losses is None else prepare_y(self.model, y, n, self.model._losses)
+        ys = None if self.losses is None else prepare_y(self.model, y, n, self.losses())
         weights = prepare_weights(self.model, n, ys, w) if ys is not None else None
         return pack_batch(xs), None if ys is None else pack_batch(ys), weights
 
 
 def pack_outputs(model, flat: list):
     """Model outputs in the structure of the model's outputs (for multi-output predict)."""
-    graph = getattr(model, "_graph", None)
-    if graph is None or len(graph.outputs) == 1:
+    structure = model.output_structure
+    if structure is None or len(flatten(structure)) == 1:
         return flat[0]
-    return pack_like(graph.output_structure, flat)
+    return pack_like(structure, flat)

@@ -56,12 +56,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-ENGINES = ("torch", "tensorflow")
+from .data import DataError
+from .registry import REGISTRY
+from .structure import flatten
+
 COMMUNICATIONS = ("auto", "ring", "nccl")
 
 
@@ -72,28 +74,29 @@ class DataParallel:
         process_group_backend: torch only: "gloo", "nccl" or None (nccl when CUDA is
             available, else gloo). The process group is created from torchrun's environment
             unless one exists.
-        engine: "torch", "tensorflow" or None (default): None sets the engine up when a
-            model is compiled with this strategy, for that model's backend; a name sets it up now.
+        engine: a backend name ("torch", "tensorflow", or a plugin's) or None (default): None sets
+            the engine up when a model is compiled with this strategy, for that model's backend;
+            a name sets it up now. Engines come from plugins (``unidl_register_distributed_engines``).
         communication: tensorflow only: the all-reduce, "auto" (default: ring on CPUs, NCCL on
             GPUs), "ring" or "nccl".
     """
 
     def __init__(self, process_group_backend: str | None = None, *, engine: str | None = None,
                  communication: str = "auto"):
-        if engine is not None and engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES} or None, got engine={engine!r}")
         if communication not in COMMUNICATIONS:
             raise ValueError(f"communication must be one of {COMMUNICATIONS}, got communication={communication!r}")
         self.process_group_backend = process_group_backend
         self.communication = communication
         self._engine = None
+        self._engine_name: str | None = None
+        self.batch_share = 1.0  # this process's share of the current batch (set by shard_batch)
         if engine is not None:
             self._start(engine)
 
     @property
     def engine(self) -> str | None:
-        """"torch" or "tensorflow" once set up, else None."""
-        return None if self._engine is None else self._engine.name
+        """The backend whose engine is set up ("torch", "tensorflow"...), else None."""
+        return self._engine_name
 
     @property
     def rank(self) -> int:
@@ -106,22 +109,36 @@ class DataParallel:
         return self._engine.world_size if self._engine is not None else launch_rank_world()[1]
 
     def check_backend(self, backend) -> None:
-        """Called by ``compile``: set the engine up for ``backend``'s framework, or refuse it."""
-        framework = getattr(backend, "framework", "") or backend.name
-        if framework not in ENGINES:
-            raise ValueError(f"DataParallel runs on the torch backend (torch.distributed) or the tensorflow "
-                             f"backend (tf.distribute); the model is compiled on {backend.name!r}")
+        """Called by ``compile``: set the engine up for ``backend``, or refuse it."""
+        name = backend.name
+        engines = REGISTRY.services("distributed_engines")
+        if name not in engines:
+            raise ValueError(f"DataParallel needs a distributed engine for backend {name!r}; engines are "
+                             f"registered for {sorted(engines) or 'no backend'} (torch: torch.distributed, "
+                             "tensorflow: tf.distribute; a plugin adds one with unidl_register_distributed_engines)")
         if self._engine is None:
-            self._start(framework)
-        elif self._engine.name != framework:
-            raise ValueError(f"this DataParallel runs on {self._engine.name}; the model is compiled on "
-                             f"{backend.name!r} ({framework}): one process trains on one framework")
+            self._start(name)
+        elif self._engine_name != name:
+            raise ValueError(f"this DataParallel runs on {self._engine_name}; the model is compiled on "
+                             f"{name!r}: one process trains on one framework")
 
     def _start(self, engine: str) -> None:
-        if engine == "torch":
-            self._engine = _TorchEngine(self.process_group_backend)
-        else:
-            self._engine = _TensorFlowEngine(self.communication)
+        engines = REGISTRY.services("distributed_engines")
+        if engine not in engines:
+            raise ValueError(f"engine must be a backend with a distributed engine ({sorted(engines)}) or None, "
+                             f"got engine={engine!r}")
+        self._engine = engines[engine].provider(self)
+        self._engine_name = engine
+
+    def shard_batch(self, x, y, sample_weight):
+        """This process's slice of a global batch (x, y, sample_weight); notes its share for the step."""
+        total = len(flatten(x)[0])
+        x, y, sample_weight = (self.shard(part) for part in (x, y, sample_weight))
+        self.batch_share = len(flatten(x)[0]) / total
+        if not self.batch_share:
+            raise DataError(f"a batch of {total} samples cannot be split across {self.world_size} processes; "
+                            "use batches at least that large")
+        return x, y, sample_weight
 
     def shard(self, batch):
         """This process's slice of a NumPy batch (an array, a list of arrays, or None)."""
@@ -143,102 +160,6 @@ class DataParallel:
         (gloo: "terminate called ...")."""
         if self._engine is not None:
             self._engine.shutdown()
-
-
-class _TorchEngine:
-    """torch.distributed: all_reduce on the default process group."""
-
-    name = "torch"
-
-    def __init__(self, process_group_backend: str | None):
-        import torch
-        import torch.distributed as dist
-        self._dist = dist
-        self.grouped = dist.is_initialized() or "RANK" in os.environ  # else no launcher: train alone
-        if not dist.is_initialized() and self.grouped:
-            choice = process_group_backend or ("nccl" if torch.cuda.is_available() else "gloo")
-            dist.init_process_group(backend=choice)
-        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if self.grouped else (0, 1)
-
-    def reduce(self, grads: Sequence, share: float) -> list:
-        for g in grads:  # in place: the gradients are this step's own tensors
-            g.mul_(share)
-            if self.grouped:
-                self._dist.all_reduce(g)
-        return list(grads)
-
-    def shutdown(self) -> None:
-        if self.grouped and self._dist.is_initialized():
-            self._dist.barrier()
-            self._dist.destroy_process_group()
-
-
-class _TensorFlowEngine:
-    """tf.distribute: MultiWorkerMirroredStrategy's collective all-reduce on plain tensors.
-
-    The strategy only reduces: the step runs in the caller's context on the model's own
-    variables (no ``strategy.run``, no mirrored variables), exactly as on one process.
-    """
-
-    name = "tensorflow"
-
-    def __init__(self, communication: str):
-        if "tensorflow" not in sys.modules:  # as the backend does: keep TF's C++ log to errors
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
-        self.tf = tf
-        self.strategy = None
-        self._closed = False
-        config = os.environ.get("TF_CONFIG")
-        if config:
-            resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-            self.rank, self.world_size = tf_config_rank_world(json.loads(config))
-        else:
-            derived = torchrun_tf_config()
-            if derived is None:
-                self.rank, self.world_size = 0, 1
-                return
-            self.rank, self.world_size = tf_config_rank_world(derived)
-            gpus = len(tf.config.list_physical_devices("GPU"))  # lists devices, starts nothing
-            resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-                tf.train.ClusterSpec(derived["cluster"]), task_type=derived["task"]["type"],
-                task_id=derived["task"]["index"], rpc_layer="grpc", num_accelerators={"GPU": gpus})
-        if self.world_size == 1:
-            return
-        implementation = getattr(tf.distribute.experimental.CommunicationImplementation, communication.upper())
-        options = tf.distribute.experimental.CommunicationOptions(implementation=implementation)
-        try:
-            self.strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
-                                                                      communication_options=options)
-        except RuntimeError as exc:
-            if "startup" not in str(exc):
-                raise
-            raise RuntimeError(
-                "tf.distribute must set up before TensorFlow's runtime starts, and this process has already "
-                "made TensorFlow tensors: compile with distribute= before any other TensorFlow work, or create "
-                "unidl.distributed.DataParallel(engine=\"tensorflow\") at the top of the script") from exc
-
-    def reduce(self, grads: Sequence, share: float) -> list:
-        scaled = [g * share for g in grads]
-        return scaled if self.strategy is None else self._all_reduce(scaled)
-
-    def _all_reduce(self, tensors: list) -> list:
-        pairs = [(t, t) for t in tensors]  # reduce each onto its own device
-        return list(self.strategy.extended.batch_reduce_to(self.tf.distribute.ReduceOp.SUM, pairs))
-
-    def shutdown(self) -> None:
-        if self.strategy is None or self._closed:
-            return
-        self._closed = True
-        one = [self.tf.ones(())]
-        # Every process reaching this all-reduce has finished its gradient all-reduces...
-        self._all_reduce(one)
-        # ...and once this second one is done here, every other process is past the first,
-        # so none still reads data from this one: it may exit.
-        try:
-            self._all_reduce(one)
-        except self.tf.errors.OpError:
-            pass  # a peer that got here first and exited while this one still read from it
 
 
 # ------------------------------------------------------------ cluster configuration

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .naming import resolve
+from .registry import resolve
 
 # stddev of a standard normal truncated to [-2, 2]; dividing by it keeps the target variance.
 _TRUNCATED_STD = 0.87962566103423978

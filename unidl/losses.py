@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from .naming import resolve
+from .registry import resolve
 
 EPSILON = 1e-7
 

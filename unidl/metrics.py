@@ -9,7 +9,7 @@ from typing import Callable
 
 
 from . import ops
-from .naming import lookup
+from .registry import lookup
 
 
 def mean_squared_error(y_true, y_pred):

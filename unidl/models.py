@@ -1,7 +1,10 @@
-"""Models: ``Sequential`` and the ``Model`` base class users may subclass.
+"""Models: ``Model`` (functional or subclassed) and ``Sequential``.
 
-A model owns its layers, a seeded NumPy generator (initial weights, shuffling,
-dropout masks) and, once compiled, one backend. Nothing here imports a framework.
+A model is a layer that owns other layers and a seeded NumPy generator
+(initial weights, shuffling, dropout masks). What needs a backend (compile,
+fit, evaluate, predict, summary) comes from ``unidl.training.Trainer``; saving
+from ``unidl.saving``; export from ``unidl.exporting``. Nothing here imports a
+framework.
 """
 from __future__ import annotations
 
@@ -10,26 +13,21 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import losses as losses_mod
-from . import optimizers as optimizers_mod
-from . import precision, saving, training
-from .backend import HALF_DTYPES, Backend
-from .data import NONFINITE_CHOICES
-from .functional import Graph, SymbolicTensor, map_structure
-from .layers.base import InputLayer, Layer, Shape, _as_shape, _snake_case, is_symbolic
-from .ops import _current, use_backend
-from .registry import get_backend
-from .variables import structure_changed
+from . import exporting, saving
+from .functional import Graph
+from .layers.base import InputLayer, Layer, Shape, _as_shape
+from .naming import UniqueNames, snake_case
+from .ops import current_backend_or_none, use_backend
+from .registry import reference_backend
+from .serialization import deserialize_layer, register_layer_classes, serialize_layer
+from .structure import map_structure
+from .symbolic import SymbolicTensor, is_symbolic
+from .training import COMPILED_STATE, NotCompiledError, Trainer
 
-# Attributes that tie a model to a backend; clone() leaves them behind.
-_COMPILED_STATE = ("backend", "optimizer", "_train_function", "_inference_functions", "dtype_policy")
-
-
-class NotCompiledError(RuntimeError):
-    """fit/evaluate called before compile()."""
+__all__ = ["Model", "Sequential", "NotCompiledError"]
 
 
-class Model(Layer):
+class Model(Trainer, Layer):
     """A trainable graph of layers: compile / fit / evaluate / predict live here.
 
     Three ways to describe one, all running on every backend:
@@ -49,29 +47,17 @@ class Model(Layer):
             shuffling, dropout masks): the same seed gives the same model on every backend.
     """
 
+    _kind = "model"
+
     def __init__(self, inputs=None, outputs=None, name: str | None = None, seed: int | None = None,
                  trainable: bool = True):
         super().__init__(name=name, trainable=trainable)
-        self.name = name or _snake_case(type(self).__name__)
+        self.name = name or snake_case(type(self).__name__)
         self.seed = seed
         seeds = np.random.SeedSequence(seed).spawn(2)
         self._init_rng = np.random.default_rng(seeds[0])      # weights, dropout streams
         self.shuffle_rng = np.random.default_rng(seeds[1])    # fit()'s batch order
-        self.backend: Backend | None = None
-        self.optimizer: optimizers_mod.Optimizer | None = None
-        self.loss = None  # the compiled Loss (single-output models)
-        self._loss_spec = self._loss_weights = None  # compile's loss / loss_weights as given
-        self._losses: list | None = None  # (Loss, weight) per output, resolved when training starts
-        self._train_function = None
-        self._trainable_cache: tuple | None = None  # (structure version, trainable weights): train_step
-        self._inference_functions: dict = {}  # "predict" / "test" -> step, compiled by the backend
-        self._metric_ids: list = []
-        self.jit_compile: bool | str = "auto"
-        self.distribute = None  # a unidl.distributed strategy, set by compile
-        self.dtype_policy: precision.DTypePolicy | None = None  # set by compile
-        self.nonfinite_data = "raise"  # compile's choice for NaN/inf in the data
-        self.stop_training = False
-        self.history = None
+        self._init_training_state()
         self._graph: Graph | None = None
         if inputs is not None or outputs is not None:
             if inputs is None or outputs is None:
@@ -80,15 +66,13 @@ class Model(Layer):
 
     def _init_graph(self, inputs, outputs) -> None:
         self._graph = Graph(inputs, outputs)
-        structure_changed()
-        taken: set[str] = set()
+        names = UniqueNames()
         for t in self._graph.inputs:  # inputs get names too, so the wiring can be saved
-            t.node.layer.name = unique_name(t.node.layer.name or "input_layer", taken)
-            taken.add(t.node.layer.name)
+            t.node.layer.name = names(t.node.layer.name or "input_layer")
         for layer in self._graph.layers:
-            if layer.name in taken:
-                layer.rename(unique_name(layer.name, taken))
-            taken.add(layer.name)
+            name = names(layer.name)
+            if name != layer.name:
+                layer.rename(name)
             layer.redraw_unseeded(self._init_rng)  # layers called outside a model get this model's seed
         shapes = [t.shape for t in self._graph.inputs]
         self.input_shape = shapes[0] if len(shapes) == 1 else shapes
@@ -110,14 +94,27 @@ class Model(Layer):
             return [self.name]
         return [t.node.layer.name for t in self._graph.outputs]
 
+    @property
+    def graph(self) -> Graph | None:
+        """A functional model's ``unidl.functional.Graph`` (its nodes in order; ``run`` walks them), else None."""
+        return self._graph
+
+    @property
+    def input_names(self) -> list[str] | None:
+        """The names of a functional model's ``layers.Input`` s, in order (None if subclassed)."""
+        return None if self._graph is None else [t.node.layer.name for t in self._graph.inputs]
+
+    @property
+    def output_structure(self):
+        """The symbolic outputs in the structure ``Model(inputs, outputs)`` was given (None if subclassed)."""
+        return None if self._graph is None else self._graph.output_structure
+
     def get_layer(self, name: str) -> Layer:
         for layer in self.layers:
             if layer.name == name:
                 return layer
         raise ValueError(f"model {self.name!r} has no layer {name!r}; its layers: "
                          f"{[layer.name for layer in self.layers]}")
-
-    _kind = "model"
 
     def _sublayers(self) -> list[Layer]:
         # A model's weights, trainable weights and penalties are those of its layers (Layer's rules).
@@ -135,19 +132,19 @@ class Model(Layer):
         input_shape = _as_shape(input_shape)
         # Subclassed models build their layers by running call once on a zero sample,
         # on the reference backend: the weights are still NumPy arrays at this point.
-        backend = get_backend("numpy", dtype="float64")
-        taken: set[str] = set()
+        backend = reference_backend()
+        names = UniqueNames()
         for layer in self.layers:
             layer._rng = layer._rng or self._init_rng
             if not layer.built:
-                layer.name = unique_name(layer.name or _snake_case(type(layer).__name__), taken)
-            taken.add(layer.name)
+                layer.name = names(layer.name or snake_case(type(layer).__name__))
+            names.add(layer.name)
 
         def zeros(shape):
             return [zeros(s) for s in shape] if isinstance(shape, list) else backend.zeros((1, *shape[1:]))
 
         with use_backend(backend), backend.no_grad():
-            out = self.call(zeros(input_shape), training=False)
+            out = self.call_with_training(zeros(input_shape), False)
             self.output_shape = map_structure(lambda o: (None, *backend.shape(o)[1:]), out)
         self.input_shape = input_shape
         self.built = True
@@ -162,7 +159,7 @@ class Model(Layer):
         if not self.built:
             self.build(input_shape)
         if self.backend is not None:
-            self._bind()
+            self.bind_weights()
 
     def _require_built(self, what: str) -> None:
         if not self.built:
@@ -184,7 +181,7 @@ class Model(Layer):
         bound = current_backend_or_none()
         if is_symbolic(inputs) or (bound is not None and not _has_numpy(inputs)):
             # A custom training step calling its own model runs it under the model's dtype policy.
-            return self.forward(inputs, run=as_layer) if bound is self.backend else as_layer(inputs)
+            return self.run_with_policy(lambda: as_layer(inputs)) if bound is self.backend else as_layer(inputs)
         if self.backend is None:
             raise NotCompiledError(f"model {self.name!r} is not bound to a backend; call "
                                    "model.compile(..., backend=...) first")
@@ -192,96 +189,12 @@ class Model(Layer):
             inputs = map_structure(lambda x: self.backend.convert(x) if isinstance(x, np.ndarray) else x, inputs)
             if not self.built:
                 self.ensure_built(map_structure(lambda x: (None, *self.backend.shape(x)[1:]), inputs))
-            return self.forward(inputs, run=as_layer)
-
-    def forward(self, inputs, training: bool = False, run=None):
-        """``call(inputs)`` under the model's dtype policy (with its backend bound).
-
-        Under a mixed policy the layers run on the backend's half-precision twin (each casts its
-        floating inputs as it is called), and the outputs come back as float32 for losses and metrics.
-        """
-        run = run or (lambda x: self.call(x, training=training))
-        policy = self.dtype_policy
-        if policy is None or not policy.mixed:
-            return run(inputs)
-        twin = self.backend.compute_twin(policy.compute_dtype)
-        with use_backend(twin):
-            outputs = run(inputs)
-        return precision.cast_floats(self.backend, outputs, policy.variable_dtype)
-
-    # ----------------------------------------------------------- compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend: str | Backend = "numpy",
-                dtype: str = "float32", device: str | None = None, jit_compile: bool | str = "auto",
-                loss_weights=None, distribute=None, dtype_policy: str | None = None,
-                nonfinite_data: str = "raise") -> None:
-        """Choose optimizer, loss, metrics and the backend this model runs on.
-
-        Args:
-            optimizer: name ("adam") or ``unidl.optimizers.Optimizer`` instance.
-            loss: name ("mse", "binary_crossentropy"...), Loss instance or function; for a model
-                with several outputs, one for all, a list (one per output) or a dict by output name.
-            loss_weights: for several outputs, the factor of each output's loss (list or dict).
-            distribute: a ``unidl.distributed.DataParallel`` strategy to train across processes.
-            metrics: list of names ("accuracy", "mae"...), Metric instances or functions.
-            backend: registered backend name ("numpy", "torch", "tensorflow", or a plugin's).
-            dtype: weight and compute dtype, "float32" (default) or "float64".
-            dtype_policy: "mixed_bfloat16" or "mixed_float16" to compute in half precision with
-                float32 master weights (torch, tensorflow); "mixed_float16" scales the loss.
-            device: e.g. "cpu", "cuda", "cuda:1"; None is the backend's default.
-            jit_compile: let the backend compile the train step ("auto": when it has a faster path).
-            nonfinite_data: what fit/evaluate/predict do with NaN or inf in x, y or sample_weight:
-                "raise" (default, a DataError naming the array and the first bad sample),
-                "warn" (a RuntimeWarning, then use the data) or "ignore" (no scan).
-
-        Compiling again (e.g. on another backend) keeps the current weights and
-        starts a fresh optimizer state.
-        """
-        if nonfinite_data not in NONFINITE_CHOICES:
-            raise ValueError(f"nonfinite_data must be one of {list(NONFINITE_CHOICES)}, got {nonfinite_data!r}")
-        if dtype in HALF_DTYPES:
-            raise ValueError(f"dtype={dtype!r} would keep the weights themselves in {dtype}; to compute in {dtype} "
-                             f"with float32 weights, compile with dtype_policy='mixed_{dtype}'")
-        new_backend = get_backend(backend, dtype=dtype, device=device)
-        policy = precision.get_policy(dtype_policy, new_backend.dtype)
-        if policy.mixed:
-            new_backend.compute_twin(policy.compute_dtype)  # fails now, not at the first step
-        self.optimizer = optimizers_mod.get(optimizer)
-        # Validate names now; per-output losses are matched to outputs when training starts.
-        for item in (loss.values() if isinstance(loss, dict) else loss if isinstance(loss, (list, tuple))
-                     else [loss]):
-            if item is not None:
-                losses_mod.get(item)
-        self._loss_spec, self._loss_weights = loss, loss_weights
-        self.loss = None if loss is None or isinstance(loss, (list, tuple, dict)) else losses_mod.get(loss)
-        if isinstance(metrics, str):
-            raise TypeError(f"metrics must be a list, e.g. metrics=[{metrics!r}]")
-        self._metric_ids = dict(metrics) if isinstance(metrics, dict) else list(metrics or [])
-        self.jit_compile = jit_compile
-        if distribute is not None:
-            distribute.check_backend(new_backend)
-        self.distribute = distribute
-        self.dtype_policy = policy
-        self.nonfinite_data = nonfinite_data
-        self.backend = new_backend
-        self._train_function = None
-        self._inference_functions = {}
-        if self.built:
-            self._bind()
-
-    def _bind(self) -> None:
-        """Move weights that are not on this model's backend onto it; give the optimizer slots."""
-        for w in self.weights:
-            if w.backend is not self.backend:
-                w.bind(self.backend)
-                self._inference_functions = {}  # compiled ones hold the old variables
-        if self.optimizer is not None:
-            with use_backend(self.backend):
-                self.optimizer.ensure_slots(self.trainable_weights)
+            return self.run_with_policy(lambda: as_layer(inputs))
 
     def clone(self) -> "Model":
         """An unbound copy with the same architecture and current weights (compile it anywhere)."""
-        saved = {k: self.__dict__[k] for k in _COMPILED_STATE}
-        self.__dict__.update(dict.fromkeys(_COMPILED_STATE))
+        saved = {k: self.__dict__[k] for k in COMPILED_STATE}
+        self.__dict__.update(dict.fromkeys(COMPILED_STATE))
         try:
             twin = copy.deepcopy(self)
         finally:
@@ -294,7 +207,6 @@ class Model(Layer):
         if self._graph is None:
             raise NotImplementedError(f"{type(self).__name__} is a subclassed model: implement get_config() "
                                       "(and from_config) to save it as JSON, or save only its weights")
-        from .saving import serialize_layer
         nodes = self._graph.nodes
         position = {id(node): i for i, node in enumerate(nodes)}
 
@@ -320,33 +232,24 @@ class Model(Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects=None) -> "Model":
-        """Rebuild a functional model from ``get_config()``: same layers, same wiring, same names."""
-        from .saving import deserialize_layer
-        layers_by_name = {name: deserialize_layer(spec, custom_objects) for name, spec in config["layers"].items()}
-        outputs_of: list[Any] = []
-        for call in config["calls"]:
-            layer = layers_by_name[call["layer"]]
-            if call["inputs"] is None:  # an Input
-                outputs_of.append(SymbolicTensor((None, *layer.shape), layer))
-                continue
+        """Rebuild a model from ``get_config()``: a functional one replays its calls (same layers, same
+        wiring, same names); a subclassed one is called with its config, as Keras does."""
+        if "calls" not in config:
+            return cls(**config)
+        return _GraphConfig(config, custom_objects).rebuild(cls)
 
-            def resolve(value):
-                if isinstance(value, list):
-                    return [resolve(v) for v in value]
-                node, index = value["ref"]
-                out = outputs_of[node]
-                return out[index] if isinstance(out, list) else out
-            outputs_of.append(layer(resolve(call["inputs"]), **call.get("kwargs", {})))
+    # ------------------------------------------------------- saving, export
+    def save(self, filepath, overwrite: bool = True, include_optimizer: bool = True) -> None:
+        """Architecture, weights and compile configuration in one file (see :mod:`unidl.saving`)."""
+        saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
-        def pick(value):
-            if isinstance(value, list) and value and not isinstance(value[0], int):
-                return [pick(v) for v in value]
-            node, index = value["ref"] if isinstance(value, dict) else value
-            out = outputs_of[node]
-            return out[index] if isinstance(out, list) else out
-        inputs = [pick(r) for r in config["inputs"]]
-        return cls(inputs if len(inputs) > 1 else inputs[0], pick(config["outputs"]), name=config.get("name"),
-                   seed=config.get("seed"), trainable=config.get("trainable", True))
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Every weight, by name, to an ``.npz`` or ``.safetensors`` file (see :mod:`unidl.saving`)."""
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath) -> None:
+        """Every weight from a file ``save_weights`` or ``save`` wrote; all or nothing."""
+        saving.load_weights(self, filepath)
 
     def to_native(self):
         """This model as its backend's own module: a ``torch.nn.Module`` on torch, a ``tf.Module``
@@ -359,41 +262,71 @@ class Model(Layer):
     def export(self, path, format: str = "onnx", **options) -> None:
         """Write this model for inference without unidl: ``format="onnx"`` (a ``.onnx`` file, dynamic
         batch axis; ``pip install 'unidl[onnx]'``) or ``"saved_model"`` (a TensorFlow SavedModel
-        directory). Works from any backend; see :mod:`unidl.exporting`."""
-        from .exporting import export
-        export(self, path, format, **options)
-
-    # ------------------------------------------------ training (training.py)
-    save = saving.save_model
-    save_weights = saving.save_weights
-    load_weights = saving.load_weights
-    fit = training.fit
-    evaluate = training.evaluate
-    predict = training.predict
-    train_step = training.train_step
-    test_step = training.test_step
-
-    def summary(self, print_fn=print) -> None:
-        """Print a table of layers, output shapes and parameter counts."""
-        training.print_summary(self, print_fn)
+        directory), or a format a plugin registers. Works from any backend; see :mod:`unidl.exporting`."""
+        exporting.export(self, path, format, **options)
 
 
-def current_backend_or_none():
-    return _current.get()
+class _GraphConfig:
+    """Replays the calls of a functional model's config, checking every reference as it goes."""
+
+    def __init__(self, config: dict[str, Any], custom_objects):
+        for key, kind in (("layers", dict), ("calls", list), ("inputs", list)):
+            if not isinstance(config.get(key), kind):
+                raise ValueError(f"a functional model config needs {key!r} as a {kind.__name__}, "
+                                 f"got {type(config.get(key)).__name__}")
+        self.config = config
+        self.layers = {name: deserialize_layer(spec, custom_objects) for name, spec in config["layers"].items()}
+        self.outputs_of: list[Any] = []
+
+    def _tensor(self, ref) -> Any:
+        if not (isinstance(ref, list) and len(ref) == 2 and all(isinstance(i, int) and not isinstance(i, bool)
+                                                                   for i in ref)):
+            raise ValueError(f"a tensor reference must be [node, index], got {ref!r:.80}")
+        node, index = ref
+        if not 0 <= node < len(self.outputs_of):
+            raise ValueError(f"reference {ref} names node {node}, but only nodes 0..{len(self.outputs_of) - 1} "
+                             "come before it")
+        out = self.outputs_of[node]
+        if isinstance(out, list):
+            if not 0 <= index < len(out):
+                raise ValueError(f"reference {ref}: node {node} has {len(out)} outputs")
+            return out[index]
+        if index != 0:
+            raise ValueError(f"reference {ref}: node {node} has one output")
+        return out
+
+    def _structure(self, value) -> Any:
+        if isinstance(value, dict) and "ref" in value:
+            return self._tensor(value["ref"])
+        if isinstance(value, list) and not (value and isinstance(value[0], int)):
+            return [self._structure(v) for v in value]
+        if isinstance(value, list):
+            return self._tensor(value)
+        raise ValueError(f"expected a tensor reference or a list of them, got {value!r:.80}")
+
+    def rebuild(self, cls) -> "Model":
+        for call in self.config["calls"]:
+            if not isinstance(call, dict) or call.get("layer") not in self.layers:
+                raise ValueError(f"a call must name one of the config's layers {sorted(self.layers)}, "
+                                 f"got {call!r:.120}")
+            layer = self.layers[call["layer"]]
+            kwargs = call.get("kwargs") or {}
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"the kwargs of a call must be an object, got {kwargs!r:.80}")
+            if call.get("inputs") is None:  # an Input
+                if not isinstance(layer, InputLayer):
+                    raise ValueError(f"layer {call['layer']!r} is called without inputs but is not an Input")
+                self.outputs_of.append(SymbolicTensor((None, *layer.shape), layer))
+                continue
+            self.outputs_of.append(layer(self._structure(call["inputs"]), **kwargs))
+        inputs = [self._tensor(r) for r in self.config["inputs"]]
+        outputs = self._structure(self.config.get("outputs"))
+        return cls(inputs if len(inputs) > 1 else inputs[0], outputs, name=self.config.get("name"),
+                   seed=self.config.get("seed"), trainable=self.config.get("trainable", True))
 
 
 def _has_numpy(inputs) -> bool:
     return any(isinstance(x, np.ndarray) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs]))
-
-
-def unique_name(base: str, taken: set[str]) -> str:
-    """``base``, or ``base_1``, ``base_2``... whichever is not taken (Keras's numbering)."""
-    if base not in taken:
-        return base
-    i = 1
-    while f"{base}_{i}" in taken:
-        i += 1
-    return f"{base}_{i}"
 
 
 class Sequential(Model):
@@ -405,9 +338,12 @@ class Sequential(Model):
     the model is built at once; otherwise on the first ``fit``/``predict``.
     """
 
-    def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None, seed: int | None = None):
-        super().__init__(name=name, seed=seed)
+    def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None, seed: int | None = None,
+                 trainable: bool = True):
+        super().__init__(name=name, seed=seed, trainable=trainable)
         self._layers: list[Layer] = []
+        self._layer_ids: set[int] = set()
+        self._names = UniqueNames()
         for layer in layers or []:
             self.add(layer)
 
@@ -421,10 +357,9 @@ class Sequential(Model):
             layer = layer.node.layer  # layers.Input(shape) as the first entry
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a unidl layer, got {layer!r} ({type(layer).__name__})")
-        if any(layer is other for other in self._layers):
+        if id(layer) in self._layer_ids:
             raise ValueError(f"layer {layer.name!r} is already in model {self.name!r}")
-        layer.rename(unique_name(layer.name or _snake_case(type(layer).__name__),
-                                 {other.name for other in self._layers}))
+        layer.rename(self._names(layer.name or snake_case(type(layer).__name__)))
         declared = layer._declared_input_shape
         if declared is None and isinstance(layer, Model) and layer.built and not self._layers:
             declared = layer.input_shape  # a built model as the first layer brings its input shape
@@ -434,7 +369,7 @@ class Sequential(Model):
                                  f"model {self.name!r}")
             self.input_shape = declared
         self._layers.append(layer)
-        structure_changed()
+        self._layer_ids.add(id(layer))
         if self.input_shape is not None:
             shape = self.output_shape if self.built else self.input_shape
             if isinstance(layer, InputLayer):
@@ -442,7 +377,7 @@ class Sequential(Model):
             self.output_shape = layer.build_for(shape, self._init_rng)
             self.built = True
             if self.backend is not None:
-                self._bind()
+                self.bind_weights()
 
     def build(self, input_shape: Shape) -> None:
         shape = _as_shape(input_shape)
@@ -462,6 +397,19 @@ class Sequential(Model):
         return iter(self.layers)
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "seed": self.seed,
-                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                           for layer in self._layers]}
+        return {"name": self.name, "seed": self.seed, "trainable": self.trainable,
+                "layers": [serialize_layer(layer) for layer in self._layers]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects=None) -> "Sequential":
+        """A Sequential model from ``get_config()``: its layers, added in order."""
+        specs = config.get("layers", [])
+        if not isinstance(specs, list):
+            raise ValueError(f"a Sequential config needs 'layers' as a list, got {type(specs).__name__}")
+        model = cls(name=config.get("name"), seed=config.get("seed"), trainable=config.get("trainable", True))
+        for spec in specs:
+            model.add(deserialize_layer(spec, custom_objects))
+        return model
+
+
+register_layer_classes({"Model": Model, "Sequential": Sequential})  # saved configs name these classes

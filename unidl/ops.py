@@ -21,6 +21,7 @@ import contextvars
 from typing import Iterator
 
 from .backend import COMPOSITES, PRIMITIVES, Backend
+from .registry import get_backend
 from .variables import Variable
 
 _current: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("unidl_backend", default=None)
@@ -40,11 +41,15 @@ def current_backend() -> Backend:
     return backend
 
 
+def current_backend_or_none() -> Backend | None:
+    """The backend bound to the current context, or None."""
+    return _current.get()
+
+
 @contextlib.contextmanager
 def use_backend(backend: "Backend | str", **options) -> Iterator[Backend]:
     """Bind ``backend`` (an instance or a registered name) for ops in this context."""
     if isinstance(backend, str):
-        from .registry import get_backend
         backend = get_backend(backend, **options)
     token = _current.set(backend)
     try:
@@ -90,4 +95,4 @@ def concatenate(xs, axis: int = -1):
     return backend.concatenate([_unwrap(x, backend) for x in xs], axis=axis)
 
 
-__all__ = ["current_backend", "use_backend", "NoBackendError", *PRIMITIVES, *COMPOSITES]
+__all__ = ["current_backend", "current_backend_or_none", "use_backend", "NoBackendError", *PRIMITIVES, *COMPOSITES]

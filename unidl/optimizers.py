@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import ops
-from .naming import check_kwargs, resolve
+from .naming import check_kwargs
+from .registry import resolve
 from .variables import Variable
 
 _BASE_KWARGS = ("learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "name")
@@ -98,6 +99,15 @@ class Optimizer:
 
     def initial_slot(self, slot: str, variable: Variable) -> np.ndarray:
         return np.zeros(variable.shape)
+
+    def reset(self) -> None:
+        """Forget every slot and the step count (a copy of an optimizer starts anew with it)."""
+        self._slots, self._slot_backend = {}, {}
+        self.iterations = 0
+
+    def slots_of(self, variable: Variable) -> dict[str, Any]:
+        """The slots (slot name -> backend variable) of ``variable``; empty before ``ensure_slots``."""
+        return self._slots.get(id(variable), {})
 
     @property
     def current_learning_rate(self) -> float:

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from .naming import UnknownNameError, closest
+from .structure import map_structure
 
 POLICIES = {
     # name: (compute dtype, variable dtype, scales the loss)
@@ -98,5 +99,4 @@ def get_policy(policy: "str | DTypePolicy | None", dtype: str) -> DTypePolicy:
 
 def cast_floats(backend, structure, dtype: str):
     """Cast every floating tensor in a (nested list/tuple/dict of) tensors to ``dtype``."""
-    from .functional import map_structure
     return map_structure(lambda t: backend.cast(t, dtype) if backend.is_floating(t) else t, structure)

@@ -6,7 +6,7 @@ default factor of the ``l1``/``l2`` names is 0.01).
 from __future__ import annotations
 
 from . import ops
-from .naming import resolve
+from .registry import resolve
 
 
 class Regularizer:

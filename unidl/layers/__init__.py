@@ -4,6 +4,7 @@ One module per family, as in Keras: core (Dense, Dropout...), convolutional,
 pooling, reshaping, merging, normalization, embedding, recurrent, wrappers.
 ``BUILTINS`` maps class names to classes (used to load saved models).
 """
+from ..serialization import register_layer_classes
 from .base import Input, InputLayer, Layer, LayerShapeError
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Reshape
@@ -28,6 +29,8 @@ BUILTINS = {cls.__name__: cls for cls in (
     ZeroPadding2D, UpSampling2D, Permute,
     BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
 )}
+
+register_layer_classes(BUILTINS)  # saved configs name these classes
 
 __all__ = ["Layer", "Input", "InputLayer", "LayerShapeError", *BUILTINS,
            "MaxPool2D", "AvgPool2D", "MaxPool1D", "AvgPool1D"]

@@ -12,14 +12,18 @@ Shapes exclude nothing: ``input_shape`` passed to ``build`` and
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
-import re
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from .. import initializers, ops, regularizers
-from ..naming import check_kwargs
+from ..naming import check_kwargs, snake_case
+from ..precision import cast_floats
+from ..registry import reference_backend
+from ..symbolic import SymbolicTensor, call_symbolic, is_symbolic
 from ..variables import TrainableFlag, Variable, structure_changed
 
 Shape = tuple  # of int | None, batch axis first
@@ -29,6 +33,22 @@ _BASE_KWARGS = ("name", "trainable", "input_shape", "input_dim", "batch_size", "
 
 class LayerShapeError(ValueError):
     """An input does not have the shape a layer was built for."""
+
+
+# True while a saved model is rebuilt for loading: weights get placeholders instead of drawn values.
+_DEFERRED_VALUES: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_deferred_values", default=False)
+
+
+@contextlib.contextmanager
+def deferred_initial_values() -> Iterator[None]:
+    """Layers built inside draw no initial weights: each weight is a zero-copy, read-only
+    placeholder of its shape, to be assigned from a file. Loading uses it, so that a file
+    declaring a huge architecture costs nothing before its weights are checked."""
+    token = _DEFERRED_VALUES.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED_VALUES.reset(token)
 
 
 def _as_shape(shape):
@@ -66,6 +86,9 @@ class Layer:
     def __init__(self, **kwargs: Any):
         check_kwargs(f"{type(self).__name__}()", kwargs, (*_BASE_KWARGS, *_init_parameters(type(self))))
         self.name: str | None = kwargs.get("name")
+        if not isinstance(kwargs.get("trainable", True), (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}(): trainable must be True or False, "
+                            f"got trainable={kwargs['trainable']!r}")
         self._trainable = bool(kwargs.get("trainable", True))
         input_shape = kwargs.get("input_shape")
         if input_shape is None and kwargs.get("input_dim") is not None:
@@ -76,6 +99,8 @@ class Layer:
         self.output_shape: Shape | None = None
         self._weights: list[Variable] = []
         self._rng: np.random.Generator | None = None
+        # Constructor arguments as given (a name stays a name), for get_config: subclasses fill it.
+        self._config_args: dict[str, Any] = {}
 
     # ------------------------------------------------------------ weights
     def add_weight(self, name: str, shape: Sequence[int], initializer="glorot_uniform",
@@ -83,11 +108,15 @@ class Layer:
         """Create a weight drawn from the model's seeded generator."""
         init = initializers.get(initializer)
         shape = tuple(int(d) for d in shape)
-        # Without a model's generator (a layer called outside any model), draw provisionally:
-        # the model that later adopts the layer redraws these from its own seed.
-        rng = self._rng if self._rng is not None else np.random.default_rng()
-        variable = Variable(np.asarray(init(shape, rng), dtype=np.float64), f"{self.name}/{name}",
-                            trainable=trainable, regularizer=regularizers.get(regularizer))
+        if _DEFERRED_VALUES.get():  # rebuilt for loading: the file provides the values
+            initial = np.broadcast_to(np.zeros((), np.float64), shape)
+        else:
+            # Without a model's generator (a layer called outside any model), draw provisionally:
+            # the model that later adopts the layer redraws these from its own seed.
+            rng = self._rng if self._rng is not None else np.random.default_rng()
+            initial = np.asarray(init(shape, rng), dtype=np.float64)
+        variable = Variable(initial, f"{self.name}/{name}", trainable=trainable,
+                            regularizer=regularizers.get(regularizer))
         variable.initializer = init
         variable.seeded = self._rng is not None
         self._weights.append(variable)
@@ -167,6 +196,12 @@ class Layer:
     def call(self, inputs, training: bool = False):
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs, training=False)")
 
+    def call_with_training(self, inputs, training: bool):
+        """``call(inputs, training=training)``, or ``call(inputs)`` when ``call`` takes no ``training``."""
+        if _accepts_training(type(self)):
+            return self.call(inputs, training=training)
+        return self.call(inputs)
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Output shape for ``input_shape``. Default: run ``call`` on one zero sample."""
         return infer_output_shape(self, input_shape)
@@ -177,7 +212,7 @@ class Layer:
         if not self.built:
             if rng is not None:
                 self._rng = rng
-            self.name = self.name or _snake_case(type(self).__name__)
+            self.name = self.name or snake_case(type(self).__name__)
             self.build(input_shape)
             self.input_shape = input_shape
             self.built = True
@@ -211,7 +246,6 @@ class Layer:
     def __call__(self, inputs, training: bool = False, **kwargs):
         """Run the layer on tensors, or, on symbolic inputs (``layers.Input``), add it to a graph."""
         if is_symbolic(inputs):
-            from ..functional import call_symbolic
             return call_symbolic(self, inputs, kwargs)
         shape = _batchless_shape(inputs)
         if not self.built:
@@ -230,13 +264,11 @@ class Layer:
             if self.compute_in_float32:
                 return self._call_in_full_precision(backend, inputs, kwargs)
             if self.autocast_inputs:
-                from ..precision import cast_floats
                 inputs = cast_floats(backend, inputs, backend.dtype)
         return self.call(inputs, **kwargs)
 
     def _call_in_full_precision(self, twin, inputs, kwargs):
         """Run ``call`` on the float32 backend behind a mixed-precision twin; outputs in the twin's dtype."""
-        from ..precision import cast_floats
         full = twin.full_precision
         with ops.use_backend(full):
             outputs = self.call(cast_floats(full, inputs, full.dtype), **kwargs)
@@ -244,10 +276,11 @@ class Layer:
 
     # ------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
+        """The arguments that rebuild this layer: name, trainable, input shape, and ``self._config_args``."""
         config: dict[str, Any] = {"name": self.name, "trainable": self._trainable}
         if self._declared_input_shape is not None:
             config["input_shape"] = self._declared_input_shape[1:]
-        return config
+        return {**config, **self._config_args}
 
     def regularization_losses(self) -> list:
         """Penalty terms of this layer's regularized weights, sublayers' included (backend tensors)."""
@@ -273,29 +306,14 @@ def _accepts_training(cls: type) -> bool:
     return _TRAINING_ARG[cls]
 
 
-def _snake_case(name: str) -> str:
-    """Keras's default layer names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, SimpleRNN -> simple_rnn."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def is_symbolic(inputs) -> bool:
-    """True for a SymbolicTensor (from ``layers.Input``) or a list/tuple holding one."""
-    from ..functional import SymbolicTensor
-    if isinstance(inputs, (list, tuple)):
-        return any(isinstance(x, SymbolicTensor) for x in inputs)
-    return isinstance(inputs, SymbolicTensor)
-
-
 def infer_output_shape(layer: Layer, input_shape: Shape) -> Shape:
     """Run ``layer.call`` on one zero sample to find its output shape (for custom layers)."""
     flat = [d for shp in (input_shape if isinstance(input_shape, list) else [input_shape]) for d in shp[1:]]
     if any(d is None for d in flat):
         raise ValueError(f"layer {layer.name!r}: cannot infer the output shape for input shape {input_shape} "
                          "with unknown dimensions; implement compute_output_shape")
-    backend = next((w.backend for w in layer.weights if w.backend is not None), None)
-    from ..registry import get_backend
-    backend = backend or get_backend("numpy", dtype="float64")
+    backend = next((w.backend for w in layer.weights if w.backend is not None), None) or reference_backend()
+
     def zeros(shape):
         return [zeros(s) for s in shape] if isinstance(shape, list) else backend.zeros((1, *shape[1:]))
 
@@ -336,7 +354,6 @@ def Input(shape: Sequence[int], name: str | None = None, dtype: str | None = Non
     Returns a symbolic tensor: call layers on it and pass the result to
     ``unidl.Model(inputs, outputs)``, or put it first in a ``Sequential``.
     """
-    from ..functional import SymbolicTensor
     if isinstance(shape, int):
         shape = (shape,)
     layer = InputLayer(shape, name=name)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import ops
 from .base import Layer, LayerShapeError, Shape
-from .core import kernel_options_config, set_kernel_options
+from .core import set_kernel_options
 
 
 # ------------------------------------------------------------- argument helpers
@@ -139,7 +139,7 @@ class _Conv(Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
-                "dilation_rate": self.dilation_rate, "groups": self.groups, **kernel_options_config(self)}
+                "dilation_rate": self.dilation_rate, "groups": self.groups}
 
 
 class Conv2D(_Conv):

@@ -57,7 +57,7 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": self.units, **kernel_options_config(self)}
+        return {**super().get_config(), "units": self.units}
 
 
 def set_kernel_options(layer: Layer, activation, use_bias, kernel_initializer, bias_initializer,
@@ -70,13 +70,9 @@ def set_kernel_options(layer: Layer, activation, use_bias, kernel_initializer, b
     layer.kernel_regularizer = regularizers.get(kernel_regularizer)
     layer.bias_regularizer = regularizers.get(bias_regularizer)
     # get_config returns these as given (a name stays a name), so cls(**config) rebuilds the layer
-    layer._given = {"kernel_initializer": kernel_initializer, "bias_initializer": bias_initializer,
-                    "kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer}
-
-
-def kernel_options_config(layer: Layer) -> dict[str, Any]:
-    """``set_kernel_options``'s arguments as get_config returns them."""
-    return {"activation": activations.serialize(layer.activation), "use_bias": layer.use_bias, **layer._given}
+    layer._config_args.update(activation=activations.serialize(layer.activation), use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer)
 
 
 class Activation(Layer):

@@ -45,7 +45,7 @@ class Embedding(Layer):
         self.output_dim = _positive_int("Embedding", "output_dim", output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
-        self._config = {"input_dim": self.input_dim, "output_dim": self.output_dim,
+        self._config_args = {"input_dim": self.input_dim, "output_dim": self.output_dim,
                         "embeddings_initializer": embeddings_initializer,
                         "embeddings_regularizer": embeddings_regularizer}
 
@@ -60,5 +60,3 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (*input_shape, self.output_dim)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._config}

@@ -92,7 +92,7 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self._config = {"axis": axis, "momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
+        self._config_args = {"axis": axis, "momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
                         "scale": self.scale, "beta_initializer": beta_initializer,
                         "gamma_initializer": gamma_initializer, "moving_mean_initializer": moving_mean_initializer,
                         "moving_variance_initializer": moving_variance_initializer,
@@ -145,8 +145,6 @@ class BatchNormalization(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._config}
 
 
 class LayerNormalization(Layer):
@@ -191,7 +189,7 @@ class LayerNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        self._config = {"axis": self.axis, "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+        self._config_args = {"axis": self.axis, "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
                         "beta_initializer": beta_initializer, "gamma_initializer": gamma_initializer,
                         "beta_regularizer": beta_regularizer, "gamma_regularizer": gamma_regularizer}
 
@@ -222,5 +220,3 @@ class LayerNormalization(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._config}

@@ -60,7 +60,7 @@ class _Recurrent(Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         # The constructor's arguments as given (names stay names), for get_config.
-        self._config = {
+        self._config_args = {
             "units": self.units, "activation": _name(activation), "use_bias": self.use_bias,
             "kernel_initializer": kernel_initializer, "recurrent_initializer": recurrent_initializer,
             "bias_initializer": bias_initializer, "kernel_regularizer": kernel_regularizer,
@@ -68,7 +68,7 @@ class _Recurrent(Layer):
             "return_sequences": self.return_sequences, "return_state": self.return_state,
             "go_backwards": self.go_backwards, **extra}
         if recurrent_activation is not None:
-            self._config["recurrent_activation"] = _name(recurrent_activation)
+            self._config_args["recurrent_activation"] = _name(recurrent_activation)
 
     # ------------------------------------------------------------- build
     def _check_input(self, input_shape: Shape) -> int:
@@ -135,8 +135,6 @@ class _Recurrent(Layer):
             return [output, *[(batch, self.units)] * self._n_states]
         return output
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._config}
 
 
 def _name(activation):

@@ -12,26 +12,18 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from .base import Layer, Shape, _snake_case
+from ..naming import snake_case
+from ..serialization import deserialize_layer, serialize_layer
+from .base import Layer, Shape
 
 
-def serialize_layer(layer: Layer) -> dict[str, Any]:
-    """``{"class_name", "config"}`` of a layer: what ``deserialize_layer`` turns back into one."""
-    from ..saving import serialize_layer as serialize
-    return serialize(layer)
-
-
-def deserialize_layer(spec) -> Layer:
-    """A Layer from ``{"class_name", "config"}`` (a Layer instance passes through).
-
-    Uses unidl.saving's lookup: custom objects in scope, built-in layers, then plugin layers.
-    """
+def _as_layer(spec) -> Layer:
+    """A Layer, or one rebuilt from its ``{"class_name", "config"}`` (as in a saved config)."""
     if isinstance(spec, Layer):
         return spec
     if not (isinstance(spec, dict) and "class_name" in spec):
         raise TypeError(f"expected a unidl layer or a dict {{'class_name': ..., 'config': ...}}, got {spec!r}")
-    from ..saving import deserialize_layer as deserialize
-    return deserialize(spec)
+    return deserialize_layer(spec)
 
 
 class _Wrapper(Layer):
@@ -88,9 +80,9 @@ class Bidirectional(_Wrapper):
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None, **kwargs: Any):
         super().__init__(**kwargs)
-        layer = deserialize_layer(layer)
+        layer = _as_layer(layer)
         if backward_layer is not None:
-            backward_layer = deserialize_layer(backward_layer)
+            backward_layer = _as_layer(backward_layer)
         for what, inner in (("layer", layer), ("backward_layer", backward_layer)):
             if inner is not None and not hasattr(inner, "go_backwards"):
                 raise ValueError(f"Bidirectional: {what} must be a recurrent layer (SimpleRNN, LSTM, GRU...), "
@@ -119,8 +111,8 @@ class Bidirectional(_Wrapper):
         return [self.forward_layer, self.backward_layer]
 
     def build(self, input_shape: Shape) -> None:
-        self._adopt(self.forward_layer, f"forward_{_snake_case(type(self.forward_layer).__name__)}", input_shape)
-        self._adopt(self.backward_layer, f"backward_{_snake_case(type(self.backward_layer).__name__)}", input_shape)
+        self._adopt(self.forward_layer, f"forward_{snake_case(type(self.forward_layer).__name__)}", input_shape)
+        self._adopt(self.backward_layer, f"backward_{snake_case(type(self.backward_layer).__name__)}", input_shape)
 
     def call(self, inputs, training: bool = False):
         forward = self.forward_layer(inputs, training=training)
@@ -197,7 +189,7 @@ class TimeDistributed(_Wrapper):
 
     def __init__(self, layer, **kwargs: Any):
         super().__init__(**kwargs)
-        self.layer = deserialize_layer(layer)
+        self.layer = _as_layer(layer)
         if not isinstance(self.layer, Layer):
             raise ValueError(f"TimeDistributed: layer must be a unidl layer, got {layer!r}")
 
@@ -208,7 +200,7 @@ class TimeDistributed(_Wrapper):
         if len(input_shape) < 3:
             raise ValueError(f"TimeDistributed {self.name!r} expects inputs of rank >= 3 (batch, time, ...), "
                              f"got input shape {input_shape}")
-        self._adopt(self.layer, self.layer.name or _snake_case(type(self.layer).__name__), (None, *input_shape[2:]))
+        self._adopt(self.layer, self.layer.name or snake_case(type(self.layer).__name__), (None, *input_shape[2:]))
 
     def call(self, inputs, training: bool = False):
         shape = ops.shape(inputs)  # shape[0], the batch size, may be unknown: only -1 stands for it
