@@ -21,7 +21,7 @@ import numpy as np
 from .layers.base import Layer
 from .ops import current_backend
 from .optimizers import recording_applies, scalars_from
-from .variables import Variable
+from .variables import Variable, structure_version
 
 
 def _variables(wrt) -> list[Variable]:
@@ -43,7 +43,9 @@ def value_and_grad(fn: Callable, wrt: "Layer | Sequence[Variable] | None" = None
 
     * ``wrt``: a model or layer (its trainable weights) or a list of Variables;
       ``fn()`` takes no argument and returns a scalar (or ``(scalar, aux)`` with ``has_aux``).
-      Returns ``(value, grads)`` or ``(value, aux, grads)``; ``grads[i]`` matches ``variables[i]``.
+      Returns ``(value, grads)`` or ``(value, aux, grads)``; ``grads[i]`` matches ``variables[i]``
+      (for a model: ``model.trainable_weights``). When ``fn`` builds the model (its first call
+      creates the weights), ``fn`` runs a second time so that every new weight gets its gradient.
     * ``inputs``: tensors or NumPy arrays; ``fn(*inputs)`` returns a scalar.
       Returns ``(value, grads)`` with one gradient per input (saliency maps, adversarial examples).
     """
@@ -59,7 +61,13 @@ def value_and_grad(fn: Callable, wrt: "Layer | Sequence[Variable] | None" = None
         out = fn()
         return out if has_aux else (out, None)
 
+    version = structure_version()
     value, aux, grads = backend.value_and_grad(wrapped, [v.value for v in variables])
+    if isinstance(wrt, Layer) and structure_version() != version and _variables(wrt) != variables:
+        # ``fn`` built the model (its first call created weights), so those weights got no
+        # gradient: run it again over every weight, rather than lose this first step.
+        variables = _variables(wrt)
+        value, aux, grads = backend.value_and_grad(wrapped, [v.value for v in variables])
     return (value, aux, grads) if has_aux else (value, grads)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .structure import flatten, pack_like
+from .structure import flatten, match_keys, pack_like
 
 
 class DataError(ValueError):
@@ -81,10 +81,18 @@ def is_iterable_data(x) -> bool:
     return isinstance(x, collections.abc.Iterator) or hasattr(x, "__iter__") or hasattr(x, "__getitem__")
 
 
-def _structured(data, count: int | None, argument: str) -> list[np.ndarray] | None:
-    """The arrays of ``data`` in flat order: one array, or one per model input/output."""
+def _structured(data, count: int | None, argument: str, names: list[str] | None = None
+                ) -> list[np.ndarray] | None:
+    """The arrays of ``data`` in flat order: one array, or one per model input/output.
+
+    A dict is matched by name to ``names`` (the model's input or output names), never by its order.
+    """
     if data is None:
         return None
+    if isinstance(data, dict) and names is not None:
+        what = "input" if argument == "x" else "output"
+        keys = match_keys(data, names, what, DataError)
+        return [as_numeric_array(data[k], f"{argument}[{k!r}]") for k in keys]
     several = count is not None and count > 1
     if several or (count is None and isinstance(data, (list, tuple, dict))
                    and all(isinstance(a, np.ndarray) for a in flatten(data))):
@@ -94,6 +102,12 @@ def _structured(data, count: int | None, argument: str) -> list[np.ndarray] | No
                             f"{'input' if argument == 'x' else 'output'}), got {len(arrays)}")
         return [as_numeric_array(a, f"{argument}[{i}]") for i, a in enumerate(arrays)]
     return [as_numeric_array(data, argument)]
+
+
+def _names(model, which: str) -> list[str] | None:
+    """A functional model's input or output names (what dict data is matched by); None when subclassed."""
+    graph = getattr(model, "graph", None)
+    return None if graph is None else getattr(graph, which)
 
 
 def _count(shape) -> int | None:
@@ -108,7 +122,7 @@ def _shape_list(shape) -> list:
 
 def prepare_x(model, x, argument: str = "x") -> list[np.ndarray]:
     """Checked input arrays (flat list), building the model from them if needed."""
-    arrays = _structured(x, _count(model.input_shape), argument)
+    arrays = _structured(x, _count(model.input_shape), argument, _names(model, "input_keys"))
     n = len(arrays[0])
     if n == 0:
         raise DataError(f"{argument} is empty: there is nothing to train or evaluate on")
@@ -134,7 +148,7 @@ def prepare_y(model, y, n: int, losses: list) -> list[np.ndarray]:
     if y is None:
         raise DataError("y is missing: fit and evaluate need targets")
     outputs = _shape_list(model.output_shape)
-    arrays = _structured(y, len(outputs), "y")
+    arrays = _structured(y, len(outputs), "y", _names(model, "output_keys"))
     check_finite(model, arrays, "y")  # before the loss's label checks, which NaN would confuse
     checked = []
     for a, (loss, _), shape in zip(arrays, losses, outputs):

@@ -69,7 +69,9 @@ def _write_target(path: str) -> str:
         raise FileNotFoundError(f"cannot save to {path!r}: directory {directory!r} does not exist")
     if os.path.isdir(target):
         raise IsADirectoryError(f"cannot save to {path!r}: it is a directory")
-    if os.path.exists(target) and not os.access(target, os.W_OK):
+    # A plain write refuses a file its user may not write; an atomic replace would not (it needs the
+    # directory only), so check. A file without its owner's write bit is read-only for root too.
+    if os.path.exists(target) and (not os.access(target, os.W_OK) or not os.stat(target).st_mode & 0o200):
         raise PermissionError(f"cannot save to {path!r}: the file is read-only (make it writable, or save "
                               "under another name)")
     return target

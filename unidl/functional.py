@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .layers.base import InputLayer, Layer
-from .structure import flatten, is_leaf, map_structure
+from .structure import flatten, is_leaf, map_structure, match_keys
 from .symbolic import Node, SymbolicTensor
 
 
@@ -60,6 +60,30 @@ class Graph:
                                  f"{node.outputs!r}; add it to Model(inputs=[...])")
 
     @property
+    def input_keys(self) -> list[str]:
+        """The name of each input, in ``self.inputs`` order: the keys of a dict given to
+        ``Model(inputs={...})``, else the ``layers.Input`` names (what a dict of data is matched by)."""
+        if isinstance(self.input_structure, dict):
+            return sorted(self.input_structure)
+        return [t.node.layer.name for t in self.inputs]
+
+    @property
+    def output_keys(self) -> list[str]:
+        """The name of each output, in ``self.outputs`` order: a dict's keys, else the output layers' names."""
+        if isinstance(self.output_structure, dict):
+            return sorted(self.output_structure)
+        return [t.node.layer.name for t in self.outputs]
+
+    def flat_inputs(self, inputs) -> list:
+        """Tensors in input order: a dict is matched by name (:attr:`input_keys`), a list by position."""
+        if isinstance(inputs, dict):
+            return [inputs[key] for key in match_keys(inputs, self.input_keys, "input")]
+        flat = flatten(inputs) if not is_leaf(inputs) or len(self.inputs) > 1 else [inputs]
+        if len(flat) != len(self.inputs):
+            raise ValueError(f"the model takes {len(self.inputs)} inputs {self.input_keys}, got {len(flat)}")
+        return flat
+
+    @property
     def layers(self) -> list[Layer]:
         seen: dict[int, Layer] = {}
         for node in self.nodes:
@@ -72,10 +96,7 @@ class Graph:
 
         ``on_node(node, output)`` is called after each layer call (``unidl compare`` records
         per-layer activations with it)."""
-        flat_inputs = flatten(inputs) if not is_leaf(inputs) or len(self.inputs) > 1 else [inputs]
-        if len(flat_inputs) != len(self.inputs):
-            raise ValueError(f"the model takes {len(self.inputs)} inputs, got {len(flat_inputs)}")
-        values = {id(t): x for t, x in zip(self.inputs, flat_inputs)}
+        values = {id(t): x for t, x in zip(self.inputs, self.flat_inputs(inputs))}
         for node in self.nodes:
             if isinstance(node.layer, InputLayer):
                 continue

@@ -20,7 +20,7 @@ from .naming import UniqueNames, snake_case
 from .ops import current_backend_or_none, use_backend
 from .registry import reference_backend
 from .serialization import deserialize_layer, register_layer_classes, serialize_layer
-from .structure import map_structure
+from .structure import flatten, map_structure
 from .symbolic import SymbolicTensor, is_symbolic
 from .training import COMPILED_STATE, NotCompiledError, Trainer
 
@@ -178,10 +178,16 @@ class Model(Trainer, Layer):
         def as_layer(x):
             return super(Model, self).__call__(x, training=training, **kwargs)
 
+        if self._graph is not None and isinstance(inputs, dict):
+            inputs = self._graph.flat_inputs(inputs)  # matched by input name, as Keras does
         bound = current_backend_or_none()
         if is_symbolic(inputs) or (bound is not None and not _has_numpy(inputs)):
-            # A custom training step calling its own model runs it under the model's dtype policy.
-            return self.run_with_policy(lambda: as_layer(inputs)) if bound is self.backend else as_layer(inputs)
+            if bound is not self.backend or is_symbolic(inputs):
+                return as_layer(inputs)
+            # A custom step calling its own model: built (and bound) on the first call, under its dtype policy.
+            if not self.built:
+                self.ensure_built(map_structure(lambda x: (None, *bound.shape(x)[1:]), inputs))
+            return self.run_with_policy(lambda: as_layer(inputs))
         if self.backend is None:
             raise NotCompiledError(f"model {self.name!r} is not bound to a backend; call "
                                    "model.compile(..., backend=...) first")
@@ -326,7 +332,7 @@ class _GraphConfig:
 
 
 def _has_numpy(inputs) -> bool:
-    return any(isinstance(x, np.ndarray) for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs]))
+    return any(isinstance(x, np.ndarray) for x in flatten(inputs))
 
 
 class Sequential(Model):

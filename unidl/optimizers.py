@@ -125,6 +125,11 @@ class Optimizer:
         Inside a step compiled by :func:`unidl.function` this step's hyper-parameters arrive
         as traced inputs (not frozen at trace time) and the host counts the iteration.
         """
+        grads, variables = list(grads), list(variables)
+        if len(grads) != len(variables):
+            raise ValueError(f"optimizer {self.name!r}: apply() got {len(grads)} gradients for {len(variables)} "
+                             "variables; pass one gradient per variable, in the same order (the grads "
+                             "unidl.value_and_grad returns match model.trainable_weights)")
         traced = _traced_scalars.get()
         if traced is not None and id(self) in traced:
             self.update_all(grads, variables, traced[id(self)])

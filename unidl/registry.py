@@ -30,6 +30,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import pluggy
 
 from . import hookspecs
@@ -403,10 +404,15 @@ class Registry:
             hint = info.install or f"pip install {info.framework}"
             raise BackendUnavailableError(
                 f"backend {name!r} needs {info.framework!r}, which is not installed; install it with: {hint}")
+        # A framework's import may draw from NumPy's global generator (TensorFlow's does): keep the
+        # user's np.random stream as it was, so a script gets the same data on every backend.
+        numpy_state = np.random.get_state()
         try:
             backend = info.factory(dtype=dtype, device=device, **options)
         except ImportError as exc:
             raise self._import_failure(info, exc) from exc
+        finally:
+            np.random.set_state(numpy_state)
         if not isinstance(backend, Backend):
             raise BackendUnavailableError(
                 f"backend {name!r} from plugin {info.plugin!r}: its factory returned {backend!r} "

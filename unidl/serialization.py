@@ -110,9 +110,10 @@ def from_config(cls: Any, config: dict[str, Any], what: str, custom_objects: Map
     except SavingError:
         raise
     except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise SavingError(f"could not rebuild {what} {getattr(cls, '__name__', cls)!r} from its saved config "
-                          f"{config!r:.300}: {type(exc).__name__}: {exc}. A class whose __init__ takes arguments "
-                          "must return them from get_config() (or define a from_config classmethod)") from exc
+        hint = (". A class whose __init__ takes arguments must return them from get_config() (or define a "
+                "from_config classmethod)") if isinstance(exc, TypeError) else ""
+        raise SavingError(f"could not rebuild {what} {getattr(cls, '__name__', cls)!r} from its saved config: "
+                          f"{type(exc).__name__}: {exc}{hint} (config: {config!r:.200})") from exc
 
 
 # --------------------------------------------------------------------- layers

@@ -44,3 +44,18 @@ def pack_like(structure: Any, flat: list) -> Any:
 def map_structure(fn: Callable[[Any], Any], structure: Any) -> Any:
     """``structure`` with ``fn`` applied to every leaf."""
     return pack_like(structure, [fn(x) for x in flatten(structure)])
+
+
+def match_keys(given: dict, expected: list[str], what: str, error: type[Exception] = ValueError) -> list[str]:
+    """``expected``, after checking that ``given`` has exactly those keys.
+
+    Data given as a dict is matched to a model's inputs or outputs by name, never by
+    the dict's order (as Keras does); the error names every odd key and the names expected.
+    """
+    unknown = [k for k in given if k not in expected]
+    missing = [k for k in expected if k not in given]
+    if unknown or missing:
+        parts = ([f"unknown {what} name(s) {unknown}"] if unknown else []) + \
+                ([f"missing {what} name(s) {missing}"] if missing else [])
+        raise error(f"{' and '.join(parts)}: the model's {what}s are named {expected}")
+    return expected

@@ -246,6 +246,7 @@ class Layer:
     def __call__(self, inputs, training: bool = False, **kwargs):
         """Run the layer on tensors, or, on symbolic inputs (``layers.Input``), add it to a graph."""
         if is_symbolic(inputs):
+            _check_call_kwargs(type(self), kwargs)
             return call_symbolic(self, inputs, kwargs)
         shape = _batchless_shape(inputs)
         if not self.built:
@@ -304,6 +305,17 @@ def _accepts_training(cls: type) -> bool:
         params = inspect.signature(cls.call).parameters
         _TRAINING_ARG[cls] = "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
     return _TRAINING_ARG[cls]
+
+
+def _check_call_kwargs(cls: type, kwargs: dict) -> None:
+    """Refuse keyword arguments ``cls.call`` does not take, when the call is recorded (not at run time)."""
+    params = inspect.signature(cls.call).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in kwargs:
+        if key not in params or key in ("self", "inputs"):
+            raise TypeError(f"{cls.__name__}.call() got an unexpected keyword argument {key!r}; it takes "
+                            f"{[p for p in params if p not in ('self', 'inputs')]}")
 
 
 def infer_output_shape(layer: Layer, input_shape: Shape) -> Shape:
