@@ -218,3 +218,155 @@ WRONG_SHAPES = [
 def test_wrong_input_shape_names_the_layer_and_the_shapes(make, pattern):
     with pytest.raises(ValueError, match=pattern):
         make()
+
+
+# ------------------------------------------------------------- cases a fuzzer met, each named
+
+BACKENDS = ["numpy"] + [pytest.param(name, marks=pytest.mark.skipif(
+    __import__("importlib").util.find_spec(name) is None, reason=f"{name} is not installed"))
+    for name in ("torch", "tensorflow")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_elementwise_metric_on_class_ids_names_the_metric_and_both_shapes(backend):
+    model = unidl.Sequential([layers.Dense(3, input_shape=(4,))], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["mae"], backend=backend)
+    with pytest.raises(ValueError, match=r"metric 'mae' .* labels have shape \(6,\) and the predictions \(6, 3\); "
+                                         r"these look like class ids"):
+        model.fit(np.ones((6, 4)), np.array([0, 1, 2, 0, 1, 2]), verbose=0)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: layers.Reshape(target_shape=12), r"Reshape\(\): target_shape must be a tuple of integers, got target_shape=12"),
+    (lambda: layers.Reshape((-2, -6)), r"target_shape must hold positive sizes and at most one -1"),
+    (lambda: layers.Dropout(rate="half"), r"Dropout\(\): rate must be a number, got rate='half'"),
+    (lambda: layers.Dropout(0.5, seed=-3), r"seed must be a non-negative integer"),
+    (lambda: layers.GlobalAveragePooling1D(keepdims="yes"), r"keepdims must be True or False, got keepdims='yes'"),
+    (lambda: layers.Input((5, 0, 2)), r"input shape \(5, 0, 2\) has an axis of size <= 0"),
+    (lambda: unidl.callbacks.EarlyStopping(patience=-1), r"patience must be a non-negative integer, got patience=-1"),
+])
+def test_bad_constructor_arguments_name_the_argument(make, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        make()
+
+
+def test_embedding_ids_out_of_range_are_refused_before_the_step():
+    model = unidl.Sequential([layers.Embedding(5, 2, input_shape=(3,))], seed=0)
+    model.compile(loss="mse", backend="numpy")
+    with pytest.raises(unidl.DataError, match=r"layer 'embedding' \(Embedding, input_dim=5\) ids in \[1, 7\]; "
+                                              r"ids must be integers in \[0, 5\) \(sample 1"):
+        model.predict(np.array([[1, 2, 3], [1, 2, 7]]))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m: m.predict(None), r"predict\(\) needs x"),
+    (lambda m: m.fit(X, Y, callbacks=unidl.callbacks.History(), verbose=0),
+     r"callbacks must be a list of callbacks; got one History: pass callbacks=\[History\(...\)\]"),
+    (lambda m: m.fit(X, Y, steps_per_epoch=0, verbose=0), r"steps_per_epoch must be a positive integer"),
+    (lambda m: m.fit(X, Y, steps_per_epoch=-1, verbose=0), r"steps_per_epoch must be a positive integer"),
+    (lambda m: m.fit(X, np.array([0, 1, 2, 0, 1, 2]), class_weight={0: 1.0, 7: 2.0}, verbose=0),
+     r"class_weight has key 7, but the model predicts classes 0..2"),
+])
+def test_bad_loop_arguments_are_clear_and_leave_the_model_as_it_was(call, match):
+    model = classifier("sparse_categorical_crossentropy")
+    before = model.get_weights()
+    with pytest.raises((TypeError, ValueError), match=match):
+        call(model)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ property-based fuzzing
+# Layer arguments and input shapes drawn by hypothesis: every exception a public call raises must be
+# unidl's own kind of error (a ValueError or TypeError) naming the layer or the argument, never a
+# framework's or Python's internal error (IndexError, AttributeError, numpy's broadcast message...).
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# class name -> (arguments that build it, an input shape it takes)
+FUZZED_LAYERS = {
+    "Dense": ({"units": 3}, (4,)),
+    "Conv1D": ({"filters": 2, "kernel_size": 3}, (8, 3)),
+    "Conv2D": ({"filters": 2, "kernel_size": 3}, (8, 8, 3)),
+    "Conv2DTranspose": ({"filters": 2, "kernel_size": 3}, (4, 4, 3)),
+    "MaxPooling1D": ({"pool_size": 2}, (8, 3)),
+    "MaxPooling2D": ({"pool_size": 2}, (8, 8, 3)),
+    "AveragePooling1D": ({"pool_size": 2}, (8, 3)),
+    "AveragePooling2D": ({"pool_size": 2}, (8, 8, 3)),
+    "GlobalAveragePooling1D": ({}, (8, 3)),
+    "GlobalMaxPooling2D": ({}, (8, 8, 3)),
+    "Dropout": ({"rate": 0.5}, (4,)),
+    "Flatten": ({}, (2, 3)),
+    "Reshape": ({"target_shape": (3, 2)}, (6,)),
+    "Embedding": ({"input_dim": 10, "output_dim": 4}, (5,)),
+    "SimpleRNN": ({"units": 3}, (5, 2)),
+    "LSTM": ({"units": 3}, (5, 2)),
+    "GRU": ({"units": 3}, (5, 2)),
+    "BatchNormalization": ({}, (4,)),
+    "LayerNormalization": ({}, (4,)),
+    "ZeroPadding2D": ({"padding": 1}, (4, 4, 2)),
+    "UpSampling2D": ({"size": 2}, (4, 4, 2)),
+    "Permute": ({"dims": (2, 1)}, (3, 4)),
+    "Activation": ({"activation": "relu"}, (4,)),
+}
+# arguments each layer takes besides the ones above (mutated too)
+EXTRA_ARGUMENTS = {
+    "Dense": ["activation", "use_bias"], "Conv1D": ["strides", "padding", "dilation_rate", "groups"],
+    "Conv2D": ["strides", "padding", "dilation_rate", "groups"], "Conv2DTranspose": ["strides", "padding"],
+    "MaxPooling1D": ["strides", "padding"], "MaxPooling2D": ["strides", "padding"],
+    "AveragePooling1D": ["strides", "padding"], "AveragePooling2D": ["strides", "padding"],
+    "GlobalAveragePooling1D": ["keepdims"], "GlobalMaxPooling2D": ["keepdims"], "Dropout": ["seed"],
+    "SimpleRNN": ["return_sequences", "go_backwards"], "LSTM": ["return_sequences", "return_state"],
+    "GRU": ["return_sequences", "reset_after"], "BatchNormalization": ["axis", "momentum", "epsilon"],
+    "LayerNormalization": ["axis", "epsilon"], "Embedding": [], "Flatten": [], "Reshape": [],
+    "ZeroPadding2D": [], "UpSampling2D": ["interpolation"], "Permute": [], "Activation": [],
+}
+ODD_VALUES = [0, -1, -3, 1, 2, 7, 2.5, float("nan"), "half", "same", "valid", "nope", None, True, False, (), (2,),
+              (2, 2), (0, 1), (3, -1), [1, 2, 3], {"a": 1}]
+INTERNAL_ERRORS = (AttributeError, IndexError, KeyError, ZeroDivisionError, RecursionError, OverflowError,
+                   UnboundLocalError, NameError, AssertionError)
+
+
+@st.composite
+def fuzzed_layer_calls(draw):
+    name = draw(st.sampled_from(sorted(FUZZED_LAYERS)))
+    kwargs, shape = FUZZED_LAYERS[name]
+    kwargs = dict(kwargs)
+    arguments = sorted({*kwargs, *EXTRA_ARGUMENTS[name]})
+    changed = draw(st.lists(st.sampled_from(arguments), max_size=2, unique=True)) if arguments else []
+    for argument in changed:
+        kwargs[argument] = draw(st.sampled_from(ODD_VALUES))
+    if draw(st.booleans()):
+        shape = tuple(draw(st.lists(st.integers(0, 6), min_size=1, max_size=4)))
+    data_shape = tuple(draw(st.lists(st.integers(0, 6), min_size=0, max_size=4))) if draw(st.booleans()) else shape
+    return name, kwargs, shape, data_shape, changed
+
+
+def _names_what_is_wrong(message: str, name: str, changed: list[str]) -> bool:
+    from unidl.naming import snake_case
+    return any(word in message for word in (name, snake_case(name), *changed, "input shape", "x has samples",
+                                            "x must have a batch axis", "x is empty"))
+
+
+def run_fuzzed_call(name: str, kwargs: dict, shape: tuple, data_shape: tuple | None = None):
+    layer = getattr(layers, name)(**kwargs)
+    model = unidl.Sequential([layers.Input(shape), layer], seed=0)
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    data_shape = shape if data_shape is None else data_shape
+    return model.predict(np.zeros((2, *data_shape), "float32"), verbose=0)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(fuzzed_layer_calls())
+def test_fuzzed_layer_arguments_and_shapes_fail_clearly(case):
+    name, kwargs, shape, data_shape, changed = case
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_fuzzed_call(name, kwargs, shape, data_shape)
+    except INTERNAL_ERRORS as exc:
+        raise AssertionError(f"{name}({kwargs}) on input {shape}: internal error {type(exc).__name__}: {exc}")
+    except (ValueError, TypeError) as exc:
+        assert _names_what_is_wrong(str(exc), name, changed), \
+            f"{name}({kwargs}) on input {shape}: unclear {type(exc).__name__}: {exc}"

@@ -349,7 +349,7 @@ def test_wrapper_config_nests_the_inner_layer():
 
 @pytest.mark.parametrize("make, message", [
     (lambda: LSTM(0), "units must be a positive integer"),
-    (lambda: GRU(2.5), "units must be a positive integer"),
+    (lambda: GRU(2.5), "units must be an integer"),
     (lambda: SimpleRNN(4, return_sequences="yes"), "return_sequences must be True or False"),
     (lambda: GRU(4, reset_after=False), "reset_after=True"),
     (lambda: LSTM(4, activation="tanhh"), "did you mean 'tanh'"),

@@ -138,9 +138,23 @@ def prepare_x(model, x, argument: str = "x") -> list[np.ndarray]:
             raise DataError(f"{which} has samples of shape {a.shape[1:]}, but model {model.name!r} expects "
                             f"{tuple(expected[1:])} (layer {first!r} was built for input shape {expected})")
     check_finite(model, arrays, argument)
+    _check_layer_inputs(model, arrays, argument)
     # Inputs become the compute dtype, integers included (layers taking ids, like Embedding,
     # cast back; float32 holds every id below 2**24 exactly).
     return [a.astype(model.backend.dtype, copy=False) for a in arrays]
+
+
+def _check_layer_inputs(model, arrays: list[np.ndarray], argument: str) -> None:
+    """Let each layer reading a model input directly refuse values it cannot take (Embedding: ids)."""
+    reading = getattr(model, "layers_reading_input", None)
+    if reading is None:
+        return
+    for i, a in enumerate(arrays):
+        for layer in reading(i):
+            try:
+                layer.check_input_values(a, argument if len(arrays) == 1 else f"{argument}[{i}]")
+            except ValueError as exc:
+                raise DataError(str(exc)) from None
 
 
 def prepare_y(model, y, n: int, losses: list) -> list[np.ndarray]:
@@ -167,12 +181,29 @@ def prepare_weights(model, n: int, y: list[np.ndarray], sample_weight=None, clas
             raise DataError(f"sample_weight must have shape ({n},), got {weights.shape}")
         check_finite(model, [weights], "sample_weight")
     if class_weight is not None:
+        _check_class_weight(class_weight, y[0], _shape_list(model.output_shape)[0])
         labels = y[0]
         labels = labels.argmax(-1) if labels.ndim > 1 and labels.shape[-1] > 1 else \
             labels.reshape(len(labels), -1)[:, 0].round()
         per_sample = np.array([class_weight.get(int(c), 1.0) for c in labels])
         weights = per_sample if weights is None else weights * per_sample
     return None if weights is None else weights.astype(model.backend.dtype)
+
+
+def _check_class_weight(class_weight, labels: np.ndarray, output_shape: tuple) -> None:
+    """Keys must be class ids the model can predict, values non-negative numbers."""
+    if not isinstance(class_weight, dict):
+        raise DataError(f"class_weight must be a dict {{class id: weight}}, got {type(class_weight).__name__}")
+    width = output_shape[-1] if output_shape and output_shape[-1] is not None else None
+    classes = 2 if width == 1 else width
+    for key, weight in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0 \
+                or (classes is not None and key >= classes):
+            raise DataError(f"class_weight has key {key!r}, but the model predicts classes 0.."
+                            f"{'?' if classes is None else classes - 1} (output shape {output_shape}); keys must "
+                            "be class ids")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not weight >= 0:
+            raise DataError(f"class_weight[{key}] must be a non-negative number, got {weight!r}")
 
 
 def pack_batch(arrays: list[np.ndarray], idx=slice(None)):

@@ -38,6 +38,15 @@ def sparse_categorical_accuracy(y_true, y_pred):
     return ops.cast(hit, ops.current_backend().dtype)
 
 
+# Metrics comparing labels and predictions value by value: the two must have the same shape.
+for _fn in (mean_squared_error, mean_absolute_error, binary_accuracy, categorical_accuracy):
+    _fn.compares_elementwise = True
+
+
+class MetricInputError(ValueError):
+    """Labels a metric cannot compare with the predictions."""
+
+
 class Metric:
     """A running mean of ``fn(y_true, y_pred)`` over samples."""
 
@@ -54,6 +63,8 @@ class Metric:
         return self.fn(y_true, y_pred)
 
     def update(self, y_true, y_pred, sample_weight=None) -> None:
+        if getattr(self.fn, "compares_elementwise", False):
+            self._check_shapes(ops.shape(y_true), ops.shape(y_pred))
         values = self.batch_values(y_true, y_pred)
         shape = ops.shape(values)
         if len(shape) > 1:  # e.g. per-timestep values: average within each sample
@@ -64,6 +75,16 @@ class Metric:
         else:
             self.total += float(ops.to_numpy(ops.sum(values)))
             self.count += shape[0] if shape else 1
+
+    def _check_shapes(self, labels: tuple, predictions: tuple) -> None:
+        if tuple(labels[1:]) == tuple(predictions[1:]):
+            return
+        hint = ("; these look like class ids: sparse_categorical_accuracy (or 'accuracy' with a sparse "
+                "categorical loss) compares ids with predictions" if len(labels) < len(predictions)
+                or (labels[-1:] == (1,) and predictions[-1:] != (1,)) else "")
+        raise MetricInputError(f"metric {self.name!r} compares labels and predictions value by value, but the "
+                               f"labels have shape {tuple(labels)} and the predictions {tuple(predictions)}{hint}. "
+                               "(Keras would broadcast them and report a meaningless number.)")
 
     def update_value(self, value: float, weight: float) -> None:
         """Add an already reduced value (e.g. a batch loss) with its weight."""

@@ -109,6 +109,14 @@ class Model(Trainer, Layer):
         """The symbolic outputs in the structure ``Model(inputs, outputs)`` was given (None if subclassed)."""
         return None if self._graph is None else self._graph.output_structure
 
+    def layers_reading_input(self, index: int) -> list[Layer]:
+        """The layers that take model input ``index`` directly (a subclassed model: unknown, so none)."""
+        if self._graph is None:
+            return []
+        tensor = self._graph.inputs[index]
+        return [node.layer for node in self._graph.nodes
+                if node.inputs is not None and any(t is tensor for t in flatten(node.inputs))]
+
     def get_layer(self, name: str) -> Layer:
         for layer in self.layers:
             if layer.name == name:
@@ -356,6 +364,9 @@ class Sequential(Model):
     @property
     def layers(self) -> list[Layer]:
         return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    def layers_reading_input(self, index: int) -> list[Layer]:
+        return self.layers[:1] if index == 0 else []
 
     def add(self, layer: Layer) -> None:
         """Append a layer (built immediately when the model's input shape is known)."""

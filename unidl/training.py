@@ -75,6 +75,19 @@ def _to_backend(backend, batch):
     return backend.convert(batch)
 
 
+def _callback_list(callbacks) -> list[Callback]:
+    """``callbacks`` as a list, refusing a single callback or anything else with the fix in the message."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        raise TypeError(f"callbacks must be a list of callbacks; got one {type(callbacks).__name__}: pass "
+                        f"callbacks=[{type(callbacks).__name__}(...)]")
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else None
+    if callbacks is None or not all(isinstance(c, Callback) for c in callbacks):
+        raise TypeError("callbacks must be a list of unidl.callbacks.Callback objects")
+    return callbacks
+
+
 def _update_metrics(metrics, y, y_pred, weights) -> None:
     several = isinstance(y, list)
     for i, m in metrics:
@@ -426,6 +439,13 @@ class Trainer:
         verbose = _verbosity(verbose)
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got epochs={epochs!r}")
+        callbacks = _callback_list(callbacks)
+        for name, value in (("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or None, got {name}={value!r}")
+        if not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be a non-negative integer, got initial_epoch={initial_epoch!r}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         self._require_compiled("training")
@@ -543,6 +563,9 @@ class Trainer:
     def predict(self, x, batch_size: int | None = None, verbose=0, steps: int | None = None):
         """Model outputs for x, computed in batches in inference mode, as NumPy (a list for several outputs)."""
         self._require_compiled("predict() (compile chooses the backend)")
+        if x is None:
+            raise DataError("predict() needs x: the inputs to compute outputs for (an array, a list or dict of "
+                            "arrays, or an iterable of batches)")
         batch_size = _check_batch_size(batch_size)
         backend = self.backend
         if is_iterable_data(x):

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .. import initializers, ops, regularizers
+from ..arguments import checked
 from ..naming import check_kwargs, snake_case
 from ..precision import cast_floats
 from ..registry import reference_backend
@@ -58,6 +59,19 @@ def _as_shape(shape):
     return tuple(None if d is None else int(d) for d in shape)
 
 
+def _sample_shape(shape) -> tuple:
+    """A declared input shape (one sample, no batch axis), checked: positive sizes or None."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(
+            d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)) for d in shape):
+        raise TypeError(f"an input shape must be a tuple of sizes (ints, or None for unknown), got {shape!r}")
+    if any(d is not None and d <= 0 for d in shape):
+        raise ValueError(f"input shape {tuple(shape)} has an axis of size <= 0; every axis of a sample must "
+                         "have a positive size (or None when unknown)")
+    return tuple(None if d is None else int(d) for d in shape)
+
+
 def _shapes_compatible(expected, actual) -> bool:
     if isinstance(expected, list) or isinstance(actual, list):
         return (isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual)
@@ -83,6 +97,13 @@ class Layer:
         input_dim: shorthand for ``input_shape=(input_dim,)``.
     """
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        # unidl's own layers check their annotated constructor arguments (Dropout(rate="half") names
+        # rate); users' layers are left as their authors wrote them.
+        if cls.__module__.startswith("unidl.") and "__init__" in vars(cls):
+            cls.__init__ = checked(vars(cls)["__init__"])
+
     def __init__(self, **kwargs: Any):
         check_kwargs(f"{type(self).__name__}()", kwargs, (*_BASE_KWARGS, *_init_parameters(type(self))))
         self.name: str | None = kwargs.get("name")
@@ -93,7 +114,7 @@ class Layer:
         input_shape = kwargs.get("input_shape")
         if input_shape is None and kwargs.get("input_dim") is not None:
             input_shape = (kwargs["input_dim"],)
-        self._declared_input_shape = None if input_shape is None else (None, *_as_shape(input_shape))
+        self._declared_input_shape = None if input_shape is None else (None, *_sample_shape(input_shape))
         self.built = False
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
@@ -201,6 +222,13 @@ class Layer:
         if _accepts_training(type(self)):
             return self.call(inputs, training=training)
         return self.call(inputs)
+
+    def check_input_values(self, values: np.ndarray, where: str) -> None:
+        """Refuse input data this layer cannot take, before any step runs (ValueError naming ``where``).
+
+        fit/evaluate/predict call it on the NumPy data of each model input the layer reads
+        directly. Default: any numbers are fine (Embedding checks its ids).
+        """
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Output shape for ``input_shape``. Default: run ``call`` on one zero sample."""

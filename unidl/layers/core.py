@@ -110,8 +110,9 @@ class Reshape(Layer):
     def __init__(self, target_shape: Sequence[int], **kwargs: Any):
         super().__init__(**kwargs)
         self.target_shape = tuple(int(d) for d in target_shape)
-        if sum(d == -1 for d in self.target_shape) > 1:
-            raise ValueError(f"Reshape: at most one -1 in target_shape, got {self.target_shape}")
+        if any(d == 0 or d < -1 for d in self.target_shape) or sum(d == -1 for d in self.target_shape) > 1:
+            raise ValueError(f"Reshape: target_shape must hold positive sizes and at most one -1 (the size left "
+                             f"to infer), got target_shape={self.target_shape}")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         size = int(np.prod(input_shape[1:], dtype=np.int64))
@@ -150,6 +151,8 @@ class Dropout(Layer):
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout: rate must be in [0, 1), got rate={rate!r}")
         self.rate = float(rate)
+        if seed is not None and seed < 0:
+            raise ValueError(f"Dropout: seed must be a non-negative integer or None, got seed={seed!r}")
         self.seed = seed
         self._mask_rng: np.random.Generator | None = None
 

@@ -53,6 +53,17 @@ class Embedding(Layer):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
                                           self.embeddings_initializer, self.embeddings_regularizer)
 
+    def check_input_values(self, values: np.ndarray, where: str) -> None:
+        if not values.size:
+            return
+        low, high = values.min(), values.max()
+        if low < 0 or high >= self.input_dim or (values.dtype.kind == "f" and not np.all(values == np.round(values))):
+            bad = np.flatnonzero(((values < 0) | (values >= self.input_dim) | (values != np.round(values)))
+                                 .reshape(len(values), -1).any(axis=1))
+            raise ValueError(f"{where} feeds layer {self.name!r} (Embedding, input_dim={self.input_dim}) ids in "
+                             f"[{low:g}, {high:g}]; ids must be integers in [0, {self.input_dim}) (sample "
+                             f"{bad[0]} is the first with one outside). Raise input_dim, or map the ids into range")
+
     def call(self, inputs):
         # cast: ids may arrive as floats in the compute dtype; ops.take needs integers
         return ops.take(self.embeddings, ops.cast(inputs, "int64"), axis=0)
