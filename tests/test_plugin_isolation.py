@@ -13,7 +13,7 @@ import pytest
 
 import unidl
 from unidl import hookimpl, registry
-from unidl.registry import BackendUnavailableError, PluginNameClashWarning, Registry
+from unidl.registry import BackendUnavailableError, PluginNameClashWarning
 
 from .test_registry import FakeBackend, FakeEntryPoint, backend_plugin, entry_points, reg  # noqa: F401
 
