@@ -100,7 +100,7 @@ def function(fn: Callable | None = None, *, jit_compile: bool = True):
     if fn is None:
         return lambda f: function(f, jit_compile=jit_compile)
     optimizers: list = []  # those the step applies, noted by its first call
-    compiled: dict = {}    # backend (id) -> its compiled step
+    compiled: dict = {}    # backend identity (kind, dtype, device) -> its compiled step
     first_call = True
 
     def step(scalars, *args):
@@ -118,10 +118,13 @@ def function(fn: Callable | None = None, *, jit_compile: bool = True):
             optimizers.extend(dict.fromkeys(applied))  # once each, in order
             first_call = False
             return out
-        if id(backend) not in compiled:
-            compiled[id(backend)] = backend.compile_step(step)
+        # Keyed by what the backend is, not by the object: use_backend("tensorflow") makes a new
+        # object per call, and a step compiled for an equal backend must not trace again.
+        key = (type(backend), backend.name, backend.dtype, str(backend.device))
+        if key not in compiled:
+            compiled[key] = backend.compile_step(step)
         scalars = [{k: float(v) for k, v in opt.step_scalars().items()} for opt in optimizers]
-        out = compiled[id(backend)](scalars, *args)
+        out = compiled[key](scalars, *args)
         for opt in optimizers:
             opt.iterations += 1
         return out
