@@ -96,14 +96,47 @@ class Graph:
 
         ``on_node(node, output)`` is called after each layer call (``unidl compare`` records
         per-layer activations with it)."""
+        return self.run_with_masks(inputs, training, on_node)[0]
+
+    def run_with_masks(self, inputs, training: bool, on_node: Callable[[Node, Any], None] | None = None,
+                       masks=None):
+        """(outputs, their masks) of the graph on real tensors; a mask is None where no layer made one.
+
+        Each layer gets its input's mask (``mask=``, when it takes one) and gives its output's
+        (``compute_mask``): Embedding(mask_zero=True) -> LSTM -> pooling, as in Keras.
+        """
         values = {id(t): x for t, x in zip(self.inputs, self.flat_inputs(inputs))}
+        mask_of = {} if masks is None else {id(t): m for t, m in zip(self.inputs, self.flat_inputs(masks))}
+
+        def value(x):
+            return values[id(x)] if isinstance(x, SymbolicTensor) else x
+
         for node in self.nodes:
             if isinstance(node.layer, InputLayer):
                 continue
-            args = map_structure(lambda t: values[id(t)], node.inputs)
-            out = node.layer(args, training=training, **node.kwargs)
-            for t, value in zip(flatten(node.outputs), flatten(out) if isinstance(node.outputs, list) else [out]):
-                values[id(t)] = value
+            inputs_now = map_structure(value, node.inputs)
+            mask = _structure_mask(node.inputs, mask_of)
+            kwargs = {k: map_structure(value, v) for k, v in node.kwargs.items()}
+            if mask is not None and "mask" not in kwargs:
+                kwargs["mask"] = mask
+            out = node.layer(inputs_now, *map_structure(value, list(node.args)), training=training, **kwargs)
+            out_mask = node.layer.compute_mask(inputs_now, mask)
+            outputs = flatten(out) if isinstance(node.outputs, list) else [out]
+            out_masks = out_mask if isinstance(node.outputs, list) and isinstance(out_mask, list) \
+                else [out_mask] * len(outputs)
+            for t, v, m in zip(flatten(node.outputs), outputs, out_masks):
+                values[id(t)] = v
+                if m is not None:
+                    mask_of[id(t)] = m
             if on_node is not None:
                 on_node(node, out)
-        return map_structure(lambda t: values[id(t)], self.output_structure)
+        outputs = map_structure(lambda t: values[id(t)], self.output_structure)
+        return outputs, [mask_of.get(id(t)) for t in self.outputs]
+
+
+def _structure_mask(inputs, mask_of: dict):
+    """The mask(s) of a node's inputs: one mask, a list (None where absent), or None when there is none."""
+    if isinstance(inputs, SymbolicTensor):
+        return mask_of.get(id(inputs))
+    masks = [mask_of.get(id(t)) for t in flatten(inputs)]
+    return None if all(m is None for m in masks) else masks

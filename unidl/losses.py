@@ -37,14 +37,18 @@ class Loss:
     def call(self, y_true, y_pred):
         raise NotImplementedError
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
+        """The reduced loss. ``mask`` (e.g. (batch, time), from Embedding(mask_zero=True) or Masking)
+        leaves masked values out: the mean is then over the values the mask keeps, as in Keras."""
         values = self.call(y_true, y_pred)
         if sample_weight is not None:
-            weight = sample_weight
-            extra = len(ops.shape(values)) - len(ops.shape(weight))
-            for _ in range(extra):
-                weight = ops.expand_dims(weight, -1)
-            values = ops.multiply(values, weight)
+            values = ops.multiply(values, _expand_to(sample_weight, values))
+        if mask is not None:
+            keep = _expand_to(ops.cast(mask, ops.current_backend().dtype), values)
+            values = ops.multiply(values, keep)
+            if self.reduction == "sum_over_batch_size":
+                kept = ops.sum(ops.add(ops.multiply(values, 0.0), keep))  # keep, broadcast to the values
+                return ops.divide(ops.sum(values), ops.maximum(kept, 1.0))
         if self.reduction == "none":
             return values
         # sum / number of values == mean; mean also works when the batch size is unknown (compiled steps)
@@ -59,6 +63,13 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
+
+
+def _expand_to(weight, values):
+    """``weight`` with trailing axes of size 1 until it has the rank of ``values`` (to broadcast)."""
+    for _ in range(len(ops.shape(values)) - len(ops.shape(weight))):
+        weight = ops.expand_dims(weight, -1)
+    return weight
 
 
 def _match_rank(loss: Loss, y: np.ndarray, output_shape: tuple) -> np.ndarray:

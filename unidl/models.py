@@ -180,6 +180,19 @@ class Model(Trainer, Layer):
             return self._graph.run(inputs, training)
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs, training=False)")
 
+    def call_with_masks(self, inputs, training: bool = False):
+        """(outputs, the mask of each output or None): the loss leaves masked steps out.
+
+        A functional model carries masks from layer to layer; a subclassed model's ``call``
+        decides alone, so its outputs have no mask here.
+        """
+        if self._graph is not None:
+            return self._graph.run_with_masks(inputs, training)
+        return self.call_with_training(inputs, training), None
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # a model used as a layer: its inner masks stay inside
+
     def __call__(self, inputs, training: bool = False, **kwargs):
         """Run the model. Inside another model's computation (a backend is bound and the inputs are
         tensors) it behaves as a layer; called from user code it uses its own compiled backend."""
@@ -227,22 +240,28 @@ class Model(Trainer, Layer):
         def ref(t: SymbolicTensor) -> list[int]:
             return [position[id(t.node)], t.index]
 
-        def ref_structure(value):
+        def encode(value):  # symbolic tensors become {"ref": [node, index]}; other values stay as they are
+            if isinstance(value, SymbolicTensor):
+                return {"ref": ref(value)}
             if isinstance(value, (list, tuple)):
-                return [ref_structure(v) for v in value]
-            return {"ref": ref(value)}
+                return [encode(v) for v in value]
+            if isinstance(value, dict):
+                return {k: encode(v) for k, v in value.items()}
+            return value
 
         layers_config: dict[str, Any] = {}
         calls = []
         for node in nodes:
             layers_config.setdefault(node.layer.name, serialize_layer(node.layer))
-            calls.append({"layer": node.layer.name,
-                          "inputs": None if node.inputs is None else ref_structure(node.inputs),
-                          "kwargs": node.kwargs})
+            call = {"layer": node.layer.name, "inputs": None if node.inputs is None else encode(node.inputs),
+                    "kwargs": encode(node.kwargs)}
+            if node.args:
+                call["args"] = encode(list(node.args))
+            calls.append(call)
         return {"name": self.name, "seed": self.seed, "trainable": self.trainable,
                 "layers": layers_config, "calls": calls,
                 "inputs": [ref(t) for t in self._graph.inputs],
-                "outputs": ref_structure(self._graph.output_structure)}
+                "outputs": encode(self._graph.output_structure)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects=None) -> "Model":
@@ -310,13 +329,26 @@ class _GraphConfig:
         return out
 
     def _structure(self, value) -> Any:
+        """Symbolic tensors for the references in ``value`` (a ref, or lists/dicts of them)."""
         if isinstance(value, dict) and "ref" in value:
             return self._tensor(value["ref"])
         if isinstance(value, list) and not (value and isinstance(value[0], int)):
             return [self._structure(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._structure(v) for k, v in value.items()}
         if isinstance(value, list):
             return self._tensor(value)
         raise ValueError(f"expected a tensor reference or a list of them, got {value!r:.80}")
+
+    def _arguments(self, value) -> Any:
+        """Call arguments: references become symbolic tensors, anything else stays as it was saved."""
+        if isinstance(value, dict) and set(value) == {"ref"}:
+            return self._tensor(value["ref"])
+        if isinstance(value, list):
+            return [self._arguments(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._arguments(v) for k, v in value.items()}
+        return value
 
     def rebuild(self, cls) -> "Model":
         for call in self.config["calls"]:
@@ -332,7 +364,11 @@ class _GraphConfig:
                     raise ValueError(f"layer {call['layer']!r} is called without inputs but is not an Input")
                 self.outputs_of.append(SymbolicTensor((None, *layer.shape), layer))
                 continue
-            self.outputs_of.append(layer(self._structure(call["inputs"]), **kwargs))
+            args = call.get("args") or []
+            if not isinstance(args, list):
+                raise ValueError(f"the args of a call must be a list, got {args!r:.80}")
+            self.outputs_of.append(layer(self._structure(call["inputs"]), *self._arguments(args),
+                                         **self._arguments(kwargs)))
         inputs = [self._tensor(r) for r in self.config["inputs"]]
         outputs = self._structure(self.config.get("outputs"))
         return cls(inputs if len(inputs) > 1 else inputs[0], outputs, name=self.config.get("name"),
@@ -405,10 +441,15 @@ class Sequential(Model):
         self.built = True
 
     def call(self, inputs, training: bool = False):
-        x = inputs
+        return self.call_with_masks(inputs, training)[0]
+
+    def call_with_masks(self, inputs, training: bool = False):
+        x, mask = inputs, None
         for layer in self._layers:
-            x = layer(x, training=training)
-        return x
+            out = layer(x, training=training, mask=mask)
+            mask = layer.compute_mask(x, mask)
+            x = out
+        return x, [mask]
 
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)

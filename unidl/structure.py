@@ -31,6 +31,8 @@ def pack_like(structure: Any, flat: list) -> Any:
     leaves = iter(flat)
 
     def build(s):
+        if s is None:  # no leaf (as flatten counts it)
+            return None
         if isinstance(s, dict):
             return {key: build(s[key]) for key in sorted(s)}
         if isinstance(s, tuple):

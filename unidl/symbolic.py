@@ -39,30 +39,34 @@ class SymbolicTensor:
 
 
 class Node:
-    """One call of a layer in a graph: ``outputs = layer(inputs, **kwargs)``; ``inputs`` None for an Input."""
+    """One call of a layer in a graph: ``outputs = layer(inputs, *args, **kwargs)``; ``inputs`` None for an
+    Input. ``args`` and ``kwargs`` may hold symbolic tensors too (an attention layer's ``value``)."""
 
-    __slots__ = ("layer", "inputs", "kwargs", "outputs")
+    __slots__ = ("layer", "inputs", "args", "kwargs", "outputs")
 
-    def __init__(self, layer: Any, inputs: Any, kwargs: dict, outputs: Any):
-        self.layer, self.inputs, self.kwargs, self.outputs = layer, inputs, kwargs, outputs
+    def __init__(self, layer: Any, inputs: Any, kwargs: dict, outputs: Any, args: tuple = ()):
+        self.layer, self.inputs, self.args, self.kwargs, self.outputs = layer, inputs, args, kwargs, outputs
 
     @property
     def parents(self) -> list["Node"]:
-        return [t.node for t in flatten(self.inputs)] if self.inputs is not None else []
+        if self.inputs is None:
+            return []
+        return [t.node for t in flatten([self.inputs, *self.args, *self.kwargs.values()])
+                if isinstance(t, SymbolicTensor)]
 
 
 def is_symbolic(inputs: Any) -> bool:
     """True for a SymbolicTensor or a list/tuple holding one."""
     if isinstance(inputs, (list, tuple)):
-        return any(isinstance(x, SymbolicTensor) for x in inputs)
+        return any(isinstance(x, SymbolicTensor) for x in flatten(inputs))
     return isinstance(inputs, SymbolicTensor)
 
 
-def call_symbolic(layer: Any, inputs: Any, kwargs: dict) -> Any:
+def call_symbolic(layer: Any, inputs: Any, args: tuple, kwargs: dict) -> Any:
     """Build ``layer`` for the symbolic inputs' shapes and record the call as a Node; return its outputs."""
     shapes = [t.shape for t in inputs] if isinstance(inputs, (list, tuple)) else inputs.shape
     output_shape = layer.build_for(shapes)
-    node = Node(layer, inputs, kwargs, None)
+    node = Node(layer, inputs, kwargs, None, tuple(args))
     if isinstance(output_shape, list):
         node.outputs = [SymbolicTensor(s, node, i) for i, s in enumerate(output_shape)]
     else:

@@ -217,6 +217,10 @@ class Trainer:
         """``call(inputs)`` under the model's dtype policy (with its backend bound): what the loops run."""
         return self.run_with_policy(lambda: self.call_with_training(inputs, training))
 
+    def forward_with_masks(self, inputs, training: bool = False):
+        """(outputs, output masks) under the model's dtype policy: what the loss sees."""
+        return self.run_with_policy(lambda: self.call_with_masks(inputs, training))
+
     def run_with_policy(self, run):
         """``run()`` under the model's dtype policy.
 
@@ -285,17 +289,21 @@ class Trainer:
                 resolved.append((i, metric))
         return resolved
 
-    def total_loss(self, y, y_pred, sample_weight=None):
-        """The compiled loss (weighted sum over outputs) plus every regularization penalty."""
+    def total_loss(self, y, y_pred, sample_weight=None, masks=None):
+        """The compiled loss (weighted sum over outputs) plus every regularization penalty.
+
+        ``masks`` (one per output, None where absent) leave masked steps out of each output's loss.
+        """
         losses = self.compiled_losses()
+        masks = masks or [None] * len(losses)
         if len(losses) == 1:
-            loss = losses[0][0](y, y_pred, sample_weight)
+            loss = losses[0][0](y, y_pred, sample_weight, mask=masks[0])
             if losses[0][1] != 1.0:
                 loss = ops.multiply(loss, losses[0][1])
         else:
             loss = None
-            for (fn, weight), target, pred in zip(losses, y, y_pred):
-                term = ops.multiply(fn(target, pred, sample_weight), weight)
+            for (fn, weight), target, pred, mask in zip(losses, y, y_pred, masks):
+                term = ops.multiply(fn(target, pred, sample_weight, mask=mask), weight)
                 loss = term if loss is None else ops.add(loss, term)
         for penalty in self.regularization_losses():
             loss = ops.add(loss, penalty)
@@ -360,8 +368,8 @@ class Trainer:
 
         def step(x, y, sample_weight, scalars):
             def loss_fn():
-                y_pred = self.forward(x, training=True)
-                loss = self.total_loss(y, y_pred, sample_weight)
+                y_pred, masks = self.forward_with_masks(x, training=True)
+                loss = self.total_loss(y, y_pred, sample_weight, masks)
                 if scaler is None:
                     return loss, y_pred
                 return ops.multiply(loss, scaler.scale), (y_pred, loss)
@@ -398,8 +406,8 @@ class Trainer:
     def test_step(self, x, y, sample_weight=None):
         """Loss and predictions on a batch, in inference mode; returns (loss, y_pred)."""
         def step(x, y, sample_weight):
-            y_pred = self.forward(x, training=False)
-            return self.total_loss(y, y_pred, sample_weight), y_pred
+            y_pred, masks = self.forward_with_masks(x, training=False)
+            return self.total_loss(y, y_pred, sample_weight, masks), y_pred
 
         with self.backend.no_grad():
             return self._inference_function("test", step)(x, y, sample_weight)

@@ -7,7 +7,7 @@ pooling, reshaping, merging, normalization, embedding, recurrent, wrappers.
 from ..serialization import register_layer_classes
 from .base import Input, InputLayer, Layer, LayerShapeError
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose
-from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .core import Activation, Dense, Dropout, Flatten, Masking, Reshape
 from .embedding import Embedding
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -21,7 +21,7 @@ from .wrappers import Bidirectional, TimeDistributed
 MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D = MaxPooling2D, AveragePooling2D, MaxPooling1D, AveragePooling1D
 
 BUILTINS = {cls.__name__: cls for cls in (
-    InputLayer, Dense, Activation, Flatten, Reshape, Dropout,
+    InputLayer, Dense, Activation, Flatten, Reshape, Dropout, Masking,
     Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate,
     Conv1D, Conv2D, Conv2DTranspose,
     MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,

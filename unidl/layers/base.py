@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -35,6 +35,12 @@ _BASE_KWARGS = ("name", "trainable", "input_shape", "input_dim", "batch_size", "
 class LayerShapeError(ValueError):
     """An input does not have the shape a layer was built for."""
 
+
+# The ``training`` flag of the outermost call in progress: a sublayer called without one inherits it
+# (a Dropout inside a user's layer is active during fit, as in Keras).
+_TRAINING: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_training", default=False)
+# True while a layer's call runs only to find shapes (build, compute_output_shape): weights stay NumPy.
+_INFERRING: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_inferring_shapes", default=False)
 
 # True while a saved model is rebuilt for loading: weights get placeholders instead of drawn values.
 _DEFERRED_VALUES: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_deferred_values", default=False)
@@ -217,11 +223,16 @@ class Layer:
     def call(self, inputs, training: bool = False):
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs, training=False)")
 
-    def call_with_training(self, inputs, training: bool):
-        """``call(inputs, training=training)``, or ``call(inputs)`` when ``call`` takes no ``training``."""
-        if _accepts_training(type(self)):
-            return self.call(inputs, training=training)
-        return self.call(inputs)
+    def call_with_training(self, inputs, training: bool, **kwargs):
+        """``call(inputs, training=training)``, or ``call(inputs)`` when ``call`` takes no ``training``;
+        sublayers called without a ``training`` of their own inherit it."""
+        if _call_signature(type(self)).training:
+            kwargs["training"] = training
+        token = _TRAINING.set(bool(training))
+        try:
+            return self.call(inputs, **kwargs)
+        finally:
+            _TRAINING.reset(token)
 
     def check_input_values(self, values: np.ndarray, where: str) -> None:
         """Refuse input data this layer cannot take, before any step runs (ValueError naming ``where``).
@@ -271,11 +282,49 @@ class Layer:
                 w.assign(np.asarray(w.initializer(w.shape, rng), dtype=np.float64))
                 w.seeded = True
 
-    def __call__(self, inputs, training: bool = False, **kwargs):
-        """Run the layer on tensors, or, on symbolic inputs (``layers.Input``), add it to a graph."""
-        if is_symbolic(inputs):
-            _check_call_kwargs(type(self), kwargs)
-            return call_symbolic(self, inputs, kwargs)
+    # Masks (Keras's): a layer that keeps its input's timesteps aligned passes a mask through
+    # (``supports_masking``); ``compute_mask`` gives the mask of its output. Functional and
+    # Sequential models carry masks from layer to layer, and the loss leaves masked steps out.
+    supports_masking = False
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of this layer's output, given its input and the input's mask (None: no mask)."""
+        return mask if self.supports_masking else None
+
+    def __call__(self, inputs, *args, **kwargs):
+        """Run the layer on tensors, or, on symbolic inputs (``layers.Input``), add it to a graph.
+
+        Positional arguments after ``inputs`` and keyword arguments go to ``call`` (an attention
+        layer's ``value``, a recurrent layer's ``initial_state``). ``training`` (default: that of
+        the call this one runs in, else False) and ``mask`` go to ``call`` when it takes them.
+        """
+        training = kwargs.pop("training", None)
+        if is_symbolic(inputs) or any(is_symbolic(a) for a in (*args, *kwargs.values())):
+            _check_call_arguments(type(self), args, kwargs)
+            if training is not None:
+                kwargs["training"] = training
+            return call_symbolic(self, inputs, args, kwargs)
+        training = _TRAINING.get() if training is None else bool(training)
+        backend = ops._current.get()
+        self._build_on_first_call(inputs, backend)
+        signature = _call_signature(type(self))
+        if signature.training:
+            kwargs["training"] = training
+        if "mask" in kwargs and (kwargs["mask"] is None or not signature.mask):
+            del kwargs["mask"]  # as Keras: a layer that takes no mask gets none
+        token = _TRAINING.set(training)
+        try:
+            if backend is not None and backend.autocast:  # a mixed-precision compute twin
+                if self.compute_in_float32:
+                    return self._call_in_full_precision(backend, inputs, args, kwargs)
+                if self.autocast_inputs:
+                    inputs = cast_floats(backend, inputs, backend.dtype)
+            return self.call(inputs, *args, **kwargs)
+        finally:
+            _TRAINING.reset(token)
+
+    def _build_on_first_call(self, inputs, backend) -> None:
+        """Build for the inputs' shape the first time; check it afterwards; put new weights on ``backend``."""
         shape = _batchless_shape(inputs)
         if not self.built:
             self.build_for(shape)
@@ -286,21 +335,19 @@ class Layer:
             raise LayerShapeError(
                 f"layer {self.name!r} ({type(self).__name__}) expected input shape "
                 f"{self.input_shape}, got {shape}")
-        if _accepts_training(type(self)):
-            kwargs["training"] = training
-        backend = ops._current.get()
-        if backend is not None and backend.autocast:  # a mixed-precision compute twin
-            if self.compute_in_float32:
-                return self._call_in_full_precision(backend, inputs, kwargs)
-            if self.autocast_inputs:
-                inputs = cast_floats(backend, inputs, backend.dtype)
-        return self.call(inputs, **kwargs)
+        # A layer used by hand under a backend (use_backend, a custom loop) computes with that backend's
+        # tensors: its NumPy weights move there, as compile would move them. Not while shapes are inferred.
+        if backend is not None and self._weights and self._weights[0].backend is None and not _INFERRING.get():
+            owner = backend.full_precision or backend
+            for w in self._weights:
+                if w.backend is None:
+                    w.bind(owner)
 
-    def _call_in_full_precision(self, twin, inputs, kwargs):
+    def _call_in_full_precision(self, twin, inputs, args, kwargs):
         """Run ``call`` on the float32 backend behind a mixed-precision twin; outputs in the twin's dtype."""
         full = twin.full_precision
         with ops.use_backend(full):
-            outputs = self.call(cast_floats(full, inputs, full.dtype), **kwargs)
+            outputs = self.call(cast_floats(full, inputs, full.dtype), *args, **kwargs)
         return cast_floats(twin, outputs, twin.dtype)
 
     # ------------------------------------------------------------ config
@@ -324,26 +371,53 @@ def _init_parameters(cls: type) -> list[str]:
     return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
 
 
-_TRAINING_ARG: dict[type, bool] = {}
+def merge_masks(masks) -> Any:
+    """The logical and of the masks that are not None (None when all are)."""
+    present = [m for m in (masks if isinstance(masks, (list, tuple)) else [masks]) if m is not None]
+    if not present:
+        return None
+    merged = present[0]
+    for m in present[1:]:
+        merged = ops.where(merged, m, False)
+    return merged
 
 
-def _accepts_training(cls: type) -> bool:
-    # Checked once per class: user layers may write call(self, x) without `training`.
-    if cls not in _TRAINING_ARG:
-        params = inspect.signature(cls.call).parameters
-        _TRAINING_ARG[cls] = "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return _TRAINING_ARG[cls]
+class _CallSignature(NamedTuple):
+    training: bool   # call takes ``training``
+    mask: bool       # call takes ``mask``
+    names: tuple     # its parameter names after ``inputs``
+    var_positional: bool
+    var_keyword: bool
 
 
-def _check_call_kwargs(cls: type, kwargs: dict) -> None:
-    """Refuse keyword arguments ``cls.call`` does not take, when the call is recorded (not at run time)."""
-    params = inspect.signature(cls.call).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+_SIGNATURES: dict[type, _CallSignature] = {}
+
+
+def _call_signature(cls: type) -> _CallSignature:
+    """What ``cls.call`` takes, read once per class (user layers may write ``call(self, x)``)."""
+    found = _SIGNATURES.get(cls)
+    if found is None:
+        params = list(inspect.signature(cls.call).parameters.values())[2:]  # after self, inputs
+        var_keyword = any(p.kind is p.VAR_KEYWORD for p in params)
+        names = tuple(p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+        found = _SIGNATURES[cls] = _CallSignature(
+            "training" in names or var_keyword, "mask" in names or var_keyword, names,
+            any(p.kind is p.VAR_POSITIONAL for p in params), var_keyword)
+    return found
+
+
+def _check_call_arguments(cls: type, args: tuple, kwargs: dict) -> None:
+    """Refuse arguments ``cls.call`` does not take, when the call is recorded (not at run time)."""
+    signature = _call_signature(cls)
+    if len(args) > len(signature.names) and not signature.var_positional:
+        raise TypeError(f"{cls.__name__}.call() takes {len(signature.names)} argument(s) after the inputs "
+                        f"({list(signature.names)}), got {len(args)}")
+    if signature.var_keyword:
         return
     for key in kwargs:
-        if key not in params or key in ("self", "inputs"):
+        if key not in signature.names:
             raise TypeError(f"{cls.__name__}.call() got an unexpected keyword argument {key!r}; it takes "
-                            f"{[p for p in params if p not in ('self', 'inputs')]}")
+                            f"{list(signature.names)}")
 
 
 def infer_output_shape(layer: Layer, input_shape: Shape) -> Shape:
@@ -360,11 +434,20 @@ def infer_output_shape(layer: Layer, input_shape: Shape) -> Shape:
     def batchless(out):
         return [batchless(o) for o in out] if isinstance(out, (list, tuple)) else (None, *backend.shape(out)[1:])
 
-    with ops.use_backend(backend):
+    with ops.use_backend(backend), inferring_shapes():
         with backend.no_grad():
-            out = layer.call(zeros(input_shape), **(
-                {"training": False} if _accepts_training(type(layer)) else {}))
+            out = layer.call_with_training(zeros(input_shape), False)
         return batchless(out)
+
+
+@contextlib.contextmanager
+def inferring_shapes() -> Iterator[None]:
+    """Calls inside only find shapes: layers keep their weights where they are (NumPy before compile)."""
+    token = _INFERRING.set(True)
+    try:
+        yield
+    finally:
+        _INFERRING.reset(token)
 
 
 class InputLayer(Layer):

@@ -28,6 +28,8 @@ class Dense(Layer):
     initialises with kaiming_uniform(a=sqrt(5)); unidl uses Keras's layout and init everywhere.
     """
 
+    supports_masking = True
+
     def __init__(self, units: int, activation=None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, **kwargs: Any):
@@ -77,6 +79,8 @@ def set_kernel_options(layer: Layer, activation, use_bias, kernel_initializer, b
 
 class Activation(Layer):
     """Applies an activation function: ``output = activation(inputs)``; shape unchanged."""
+
+    supports_masking = True
 
     def __init__(self, activation, **kwargs: Any):
         super().__init__(**kwargs)
@@ -145,6 +149,7 @@ class Dropout(Layer):
     """
 
     draws_host_randomness = True  # a compiled step would freeze the mask: run eagerly
+    supports_masking = True
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -174,3 +179,37 @@ class Dropout(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class Masking(Layer):
+    """Masks the time steps whose features all equal ``mask_value``: later layers skip them.
+
+    ``mask[b, t] = any(inputs[b, t, :] != mask_value)``; ``output = inputs * mask`` (masked steps
+    become 0). Layers after it that take masks (SimpleRNN, LSTM, GRU, the global 1D poolings,
+    attention, the loss) leave masked steps out, as in Keras.
+
+    Args:
+        mask_value: the padding value (default 0.0).
+
+    Input shape: (batch, time, ...). Output shape: the same.
+
+    PyTorch has no masking layer: ``nn.utils.rnn.pack_padded_sequence`` does this for its RNNs.
+    """
+
+    supports_masking = True
+
+    def __init__(self, mask_value: float = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.mask_value = float(mask_value)
+        self._config_args = {"mask_value": self.mask_value}
+
+    def compute_mask(self, inputs, mask=None):
+        differs = ops.cast(ops.not_equal(inputs, self.mask_value), ops.current_backend().dtype)
+        return ops.greater(ops.max(differs, axis=-1), 0.0)
+
+    def call(self, inputs):
+        keep = ops.cast(self.compute_mask(inputs), ops.current_backend().dtype)
+        return ops.multiply(inputs, ops.expand_dims(keep, -1))
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape

@@ -24,6 +24,8 @@ class Embedding(Layer):
         embeddings_initializer: default "random_uniform", i.e. uniform(-0.05, 0.05)
             (Keras's "uniform").
         embeddings_regularizer: default None.
+        mask_zero: id 0 is padding (default False): the output then carries a mask, False where
+            the id is 0, which later layers (LSTM, pooling, attention, the loss) honour, as in Keras.
 
     Weights: embeddings of shape (input_dim, output_dim).
 
@@ -39,15 +41,16 @@ class Embedding(Layer):
     autocast_inputs = False  # ids: bfloat16 would round those above 256 (mixed precision)
 
     def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="random_uniform",
-                 embeddings_regularizer=None, **kwargs: Any):
+                 embeddings_regularizer=None, mask_zero: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
+        self.mask_zero = bool(mask_zero)
         self.input_dim = _positive_int("Embedding", "input_dim", input_dim)
         self.output_dim = _positive_int("Embedding", "output_dim", output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
         self._config_args = {"input_dim": self.input_dim, "output_dim": self.output_dim,
                         "embeddings_initializer": embeddings_initializer,
-                        "embeddings_regularizer": embeddings_regularizer}
+                        "embeddings_regularizer": embeddings_regularizer, "mask_zero": self.mask_zero}
 
     def build(self, input_shape: Shape) -> None:
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
@@ -63,6 +66,9 @@ class Embedding(Layer):
             raise ValueError(f"{where} feeds layer {self.name!r} (Embedding, input_dim={self.input_dim}) ids in "
                              f"[{low:g}, {high:g}]; ids must be integers in [0, {self.input_dim}) (sample "
                              f"{bad[0]} is the first with one outside). Raise input_dim, or map the ids into range")
+
+    def compute_mask(self, inputs, mask=None):
+        return ops.not_equal(inputs, 0) if self.mask_zero else None
 
     def call(self, inputs):
         # cast: ids may arrive as floats in the compute dtype; ops.take needs integers

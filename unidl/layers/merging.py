@@ -10,7 +10,7 @@ from functools import reduce
 from typing import Any
 
 from .. import ops
-from .base import Layer, Shape
+from .base import Layer, Shape, merge_masks
 
 
 class _Merge(Layer):
@@ -41,6 +41,9 @@ class _Merge(Layer):
 
     def call(self, inputs):
         return reduce(self.merge, inputs)
+
+    def compute_mask(self, inputs, mask=None):
+        return merge_masks(mask) if isinstance(mask, list) else mask
 
     def merge(self, a, b):
         raise NotImplementedError

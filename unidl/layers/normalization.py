@@ -73,6 +73,8 @@ class BatchNormalization(Layer):
 
     compute_in_float32 = True  # mean and variance in float32 under mixed precision
 
+    supports_masking = True
+
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
@@ -171,6 +173,8 @@ class LayerNormalization(Layer):
     """
 
     compute_in_float32 = True  # mean and variance in float32 under mixed precision
+
+    supports_masking = True
 
     def __init__(self, axis=-1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,

@@ -135,8 +135,20 @@ class _GlobalPooling(Layer):
     def build(self, input_shape: Shape) -> None:
         check_rank(self, input_shape, _LAYOUTS[self.rank])
 
-    def call(self, inputs):
-        return getattr(ops, self.op)(inputs, axis=tuple(range(1, self.rank + 1)), keepdims=self.keepdims)
+    def call(self, inputs, mask=None):
+        axes = tuple(range(1, self.rank + 1))
+        if mask is not None and self.rank == 1 and self.op == "mean":  # Keras's max pooling ignores masks
+            return self._masked_mean(inputs, mask)
+        return getattr(ops, self.op)(inputs, axis=axes, keepdims=self.keepdims)
+
+    def _masked_mean(self, inputs, mask):
+        """The mean over the steps the mask keeps (Keras)."""
+        weights = ops.cast(ops.expand_dims(mask, -1), ops.current_backend().dtype)
+        total = ops.sum(ops.multiply(inputs, weights), axis=1, keepdims=self.keepdims)
+        return ops.divide(total, ops.maximum(ops.sum(weights, axis=1, keepdims=self.keepdims), 1.0))
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # the steps are gone
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         check_rank(self, input_shape, _LAYOUTS[self.rank])
@@ -181,7 +193,7 @@ class GlobalMaxPooling2D(_GlobalPooling):
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    """Mean over steps: ``output[b, c] = mean_t inputs[b, t, c]`` (no masking support).
+    """Mean over steps: ``output[b, c] = mean_t inputs[b, t, c]``; with a mask, over the kept steps only.
 
     {args}
 
@@ -192,7 +204,7 @@ class GlobalAveragePooling1D(_GlobalPooling):
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
-    """Max over steps: ``output[b, c] = max_t inputs[b, t, c]``.
+    """Max over steps: ``output[b, c] = max_t inputs[b, t, c]`` (masks are ignored, as in Keras).
 
     {args}
 

@@ -103,7 +103,12 @@ class _Recurrent(Layer):
         """(input bias, recurrent bias), each None where there is none."""
         return self.bias, None
 
-    def call(self, inputs):
+    supports_masking = True
+    # Output at a masked step: the previous one (Keras's default), or zeros (what Bidirectional
+    # asks of its two layers, so that the reversed backward outputs line up with zeros at padding).
+    zero_output_for_mask = False
+
+    def call(self, inputs, mask=None, initial_state=None):
         steps = ops.shape(inputs)[1]
         if steps is None:
             raise ValueError(f"{type(self).__name__} {self.name!r}: the number of time steps must be known")
@@ -114,18 +119,49 @@ class _Recurrent(Layer):
         if input_bias is not None:
             projected_steps = ops.add(projected_steps, input_bias)
         projected_steps = ops.unstack(projected_steps, axis=1)
-        states, outputs = None, []
+        keep_steps = None if mask is None else ops.unstack(ops.expand_dims(mask, -1), axis=1)
+        states = self._initial_states(initial_state)
+        output, outputs = None, []
         for t in (range(steps - 1, -1, -1) if self.go_backwards else range(steps)):
             projected = projected_steps[t]
             recurrent = None if states is None else ops.matmul(states[0], self.recurrent_kernel)
             if recurrent_bias is not None:
                 recurrent = recurrent_bias if recurrent is None else ops.add(recurrent, recurrent_bias)
-            output, states = self._step(projected, recurrent, states)
+            new_output, new_states = self._step(projected, recurrent, states)
+            if keep_steps is not None:  # a masked step keeps the previous output and states (Keras)
+                output, states = self._keep(keep_steps[t], new_output, new_states, output, states)
+                if self.zero_output_for_mask and self.return_sequences:
+                    output = ops.where(keep_steps[t], new_output, 0.0)
+            else:
+                output, states = new_output, new_states
             if self.return_sequences:
                 outputs.append(ops.expand_dims(output, 1))
         if self.return_sequences:  # in processing order: reversed in time when go_backwards
             output = ops.concatenate(outputs, axis=1)
         return [output, *states] if self.return_state else output
+
+    def _initial_states(self, initial_state):
+        """The states to start from: None (zeros, left out of the first step), or the given tensors."""
+        if initial_state is None:
+            return None
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(states) != self._n_states:
+            raise ValueError(f"{type(self).__name__} {self.name!r} has {self._n_states} state(s); initial_state "
+                             f"holds {len(states)}")
+        return states
+
+    @staticmethod
+    def _keep(keep, new_output, new_states, output, states):
+        """Where ``keep`` (batch, 1) is False, the previous output and states (zeros before any step)."""
+        if states is None:  # nothing before this step: a masked first step keeps zeros
+            zeros = ops.multiply(new_output, 0.0)
+            output, states = zeros, [zeros for _ in new_states]
+        chosen = [ops.where(keep, new, old) for new, old in zip(new_states, states)]
+        return ops.where(keep, new_output, output), chosen
+
+    def compute_mask(self, inputs, mask=None):
+        out = mask if (self.return_sequences and mask is not None) else None
+        return [out] + [None] * self._n_states if self.return_state else out
 
     # ------------------------------------------------------ shapes, config
     def compute_output_shape(self, input_shape: Shape):

@@ -110,13 +110,22 @@ class Bidirectional(_Wrapper):
     def _inner_layers(self) -> list[Layer]:
         return [self.forward_layer, self.backward_layer]
 
+    def _zero_masked_outputs(self) -> None:
+        for layer in self._inner_layers():
+            layer.zero_output_for_mask = self.return_sequences
+
     def build(self, input_shape: Shape) -> None:
+        self._zero_masked_outputs()
         self._adopt(self.forward_layer, f"forward_{snake_case(type(self.forward_layer).__name__)}", input_shape)
         self._adopt(self.backward_layer, f"backward_{snake_case(type(self.backward_layer).__name__)}", input_shape)
 
-    def call(self, inputs, training: bool = False):
-        forward = self.forward_layer(inputs, training=training)
-        backward = self.backward_layer(inputs, training=training)
+    def call(self, inputs, training: bool = False, mask=None, initial_state=None):
+        forward_state = backward_state = None
+        if initial_state is not None:  # Keras: the forward layer's states, then the backward layer's
+            half = len(initial_state) // 2
+            forward_state, backward_state = initial_state[:half], initial_state[half:]
+        forward = self.forward_layer(inputs, training=training, mask=mask, initial_state=forward_state)
+        backward = self.backward_layer(inputs, training=training, mask=mask, initial_state=backward_state)
         states = []
         if self.return_state:
             forward, *forward_states = forward
@@ -129,6 +138,15 @@ class Bidirectional(_Wrapper):
         if self.return_state:
             return [*(output if self.merge_mode is None else [output]), *states]
         return output
+
+    supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        out = mask if self.return_sequences else None
+        if self.return_state:
+            states = [None] * (2 * self.forward_layer._n_states)
+            return [out, out, *states] if self.merge_mode is None else [out, *states]
+        return [out, out] if self.merge_mode is None else out
 
     def _merge(self, forward, backward):
         if self.merge_mode == "concat":
@@ -201,6 +219,8 @@ class TimeDistributed(_Wrapper):
             raise ValueError(f"TimeDistributed {self.name!r} expects inputs of rank >= 3 (batch, time, ...), "
                              f"got input shape {input_shape}")
         self._adopt(self.layer, self.layer.name or snake_case(type(self.layer).__name__), (None, *input_shape[2:]))
+
+    supports_masking = True  # each step is mapped alone: the time mask carries over
 
     def call(self, inputs, training: bool = False):
         shape = ops.shape(inputs)  # shape[0], the batch size, may be unknown: only -1 stands for it
