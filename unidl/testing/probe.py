@@ -6,8 +6,8 @@ each with a small error, and nothing says why. The probe runs a few ops
 (matmul, exp, log, tanh, sum) once per target on float32-representable data
 and measures each result's error against NumPy in float64, normwise:
 ``max |got - want| / max |want|``. It names the precision that error fits
-(float64, float32, tf32/float16, bfloat16) and warns when that is coarser than
-the target's dtype::
+(float64, float32, or "half": TF32, float16 or bfloat16) and warns when that
+is coarser than the target's dtype::
 
     backend 'mlx' float64: matmul, exp only float32-accurate (max rel err 6.1e-08, 5.9e-08;
     float64 kernels give ~1e-16): its float64 kernels likely compute in float32
@@ -24,9 +24,9 @@ import numpy as np
 
 __all__ = ["Finding", "probe", "precision_of", "warning_text", "PRECISIONS"]
 
-# Unit roundoff of each precision a kernel may really compute in, finest first.
-PRECISIONS: tuple[tuple[str, float], ...] = (
-    ("float64", 2.0 ** -53), ("float32", 2.0 ** -24), ("tf32/float16", 2.0 ** -11), ("bfloat16", 2.0 ** -8))
+# Unit roundoff of each precision a kernel may really compute in, finest first. TF32, float16
+# (2^-11) and bfloat16 (2^-8) are too close to tell apart from one error: one class, "half".
+PRECISIONS: tuple[tuple[str, float], ...] = (("float64", 2.0 ** -53), ("float32", 2.0 ** -24), ("half", 2.0 ** -8))
 # A result is "P-accurate" when its normwise error is within this many unit roundoffs of P:
 # a 48-term dot product or a 4096-term sum accumulates a few dozen roundings at most.
 SLACK = 64.0
@@ -95,7 +95,8 @@ def warning_text(backend_name: str, dtype: str, findings: list[Finding]) -> str 
     parts = []
     for precision in dict.fromkeys(f.precision for f in coarse):
         group = [f for f in coarse if f.precision == precision]
-        parts.append(f"{', '.join(f.op for f in group)} only {precision}-accurate (max rel err "
+        accuracy = "half-precision (tf32, float16 or bfloat16)" if precision == "half" else precision
+        parts.append(f"{', '.join(f.op for f in group)} only {accuracy}-accurate (max rel err "
                      f"{', '.join(f'{f.error:.2g}' for f in group)})")
     unit = dict(PRECISIONS).get(dtype, 0.0)
     return (f"backend {backend_name!r} {dtype}: {'; '.join(parts)}; {dtype} kernels give ~{unit:.0e}: "
