@@ -6,6 +6,12 @@ framework is installed) x float32/float64 x every case of every family (op,
 activation, loss, layer, optimizer, fused, training, compiled, error). A third-party
 backend runs exactly the same checks with
 ``pytest --pyargs unidl.testing --unidl-backend=NAME``.
+
+The rest tests the kit itself: check ids and tolerances, that deliberately
+broken backends fail with one-line messages carrying the max abs/rel error and
+the tolerance, the grouping of failures by root op, the recording of the ops a
+check calls, and the accuracy probe (in-process, and end to end through the
+pytest plugin in a subprocess).
 """
 from __future__ import annotations
 
