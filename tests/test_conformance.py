@@ -266,6 +266,24 @@ def test_recording_sees_ops_called_through_unidl_ops_and_inside_composites():
     assert recording.take(unidl.get_backend("numpy")) == frozenset()  # not instrumented: nothing
 
 
+def test_a_check_failing_for_want_of_an_op_counts_as_using_it(reference):
+    class NoErf(type(reference)):
+        name = "no_erf"
+
+        @property
+        def erf(self):  # as if never written: Backend.__getattr__ raises BackendError
+            raise AttributeError("erf")
+
+    case = next(c for c in blockspecs.ACTIVATIONS if c.item == "gelu")
+    with pytest.raises(checks.ConformanceError, match="does not implement 'erf'") as info:
+        blockchecks.check_forward(NoErf(dtype="float64"), reference, "activation", case)
+    assert recording.missing_ops_in(info.value) == {"erf"}
+    assert recording.missing_ops_in(ValueError("does not implement 'erf'")) == frozenset()  # not a BackendError
+    with pytest.raises(checks.ConformanceError) as info:
+        checks.check_contract(NoErf(dtype="float64"))
+    assert recording.missing_ops_in(info.value) == {"erf"}
+
+
 def _float32_exp_backend(reference):
     class Float32Exp(type(reference)):
         """A float64 backend whose exp kernel computes in float32, as some frameworks silently do."""

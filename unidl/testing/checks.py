@@ -49,6 +49,14 @@ class ConformanceError(AssertionError):
         return brief(str(self))
 
 
+class MissingOpsError(ConformanceError):
+    """The backend lacks primitive ops; ``missing_ops`` names them (the summary files this under them)."""
+
+    def __init__(self, missing_ops: list[str], message: str):
+        super().__init__(message)
+        self.missing_ops = tuple(missing_ops)
+
+
 def brief(message: str) -> str:
     """The first line of a kit failure message, less the prefix naming the backend, item and case."""
     first = message.split("\n", 1)[0]
@@ -334,7 +342,7 @@ def check_contract(backend: Backend) -> None:
     """The backend implements every primitive op, or the report names each one it lacks."""
     missing = missing_ops(backend)
     if missing:
-        raise ConformanceError(
+        raise MissingOpsError(missing,
             f"backend {backend.name!r} ({type(backend).__module__}.{type(backend).__name__}) does not implement "
             f"{len(missing)} of the {len(PRIMITIVES)} primitive ops: {', '.join(missing)}. Each op's contract "
             "is in unidl.backend.PRIMITIVES; see docs/writing-a-backend.md")

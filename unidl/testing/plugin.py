@@ -275,7 +275,9 @@ class ConformanceKit:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         # user_properties are copied into the report when it is made: add these first.
         if call.when == "call" and _BACKEND_UNDER_TEST in item.stash:
-            item.user_properties.append(("unidl_ops", tuple(sorted(recording.take(item.stash[_BACKEND_UNDER_TEST])))))
+            used = recording.take(item.stash[_BACKEND_UNDER_TEST])
+            used |= recording.missing_ops_in(call.excinfo.value if call.excinfo else None)
+            item.user_properties.append(("unidl_ops", tuple(sorted(used))))
         if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
             item.user_properties.append(("unidl_brief", _brief(call.excinfo.value)))
         yield
@@ -393,28 +395,43 @@ def _family_and_item(check: str) -> tuple[str, str]:
 
 def _write_failures(write: Callable[[str], None], target: str, grouping: Grouping) -> None:
     """The failures of one target: each root op with its own failures, then those it caused, then the rest."""
-    total = sum(len(r.own) + len(r.caused) for r in grouping.roots) + len(grouping.independent)
-    parts = [f"{len(grouping.roots)} root op{'s' * (len(grouping.roots) != 1)}"] if grouping.roots else []
+    write(_failures_header(target, grouping))
+    for root in grouping.roots:
+        _write_root(write, root)
+    if grouping.independent and grouping.roots:
+        write("  independent of the failing ops:")
+    indent = "    " if grouping.roots else "  "
+    for failure in grouping.independent:
+        write(f"{indent}{_line(failure)}")
+
+
+def _failures_header(target: str, grouping: Grouping) -> str:
+    """"failed on torch-float64 (191: 3 root ops, 180 caused by them, 8 independent):"."""
+    total = sum(len(root.own) for root in grouping.roots) + grouping.caused_count + len(grouping.independent)
+    if not grouping.roots:
+        return f"failed on {target} ({total}):"
+    parts = [_plural(len(grouping.roots), "root op")]
     if grouping.caused_count:
         parts.append(f"{grouping.caused_count} caused by them")
-    if grouping.independent and grouping.roots:
-        parts.append(f"{len(grouping.independent)} independent")
-    write(f"failed on {target} ({total}{': ' if parts else ''}{', '.join(parts)}):")
-    for root in grouping.roots:
-        write(f"  op {root.op}: {len(root.own)} own failure{'s' * (len(root.own) != 1)}"
-              + (f", {len(root.caused)} caused" if root.caused else ""))
-        for failure in root.own:
-            write(f"    {_line(failure)}")
-        if root.caused:
-            write(f"    caused by op {root.op} ({len(root.caused)}):")
-            for subject, count, also in _by_subject(root):
-                write(f"      {subject} ({count} check{'s' * (count != 1)})"
-                      + (f", also used failing op {', '.join(also)}" if also else ""))
     if grouping.independent:
-        if grouping.roots:
-            write("  independent of the failing ops:")
-        for failure in grouping.independent:
-            write(f"  {'  ' if grouping.roots else ''}{_line(failure)}")
+        parts.append(f"{len(grouping.independent)} independent")
+    return f"failed on {target} ({total}: {', '.join(parts)}):"
+
+
+def _write_root(write: Callable[[str], None], root: RootOp) -> None:
+    write(f"  op {root.op}: {_plural(len(root.own), 'own failure')}"
+          + (f", {len(root.caused)} caused" if root.caused else ""))
+    for failure in root.own:
+        write(f"    {_line(failure)}")
+    if root.caused:
+        write(f"    caused by op {root.op} ({len(root.caused)}):")
+    for subject, count, also in _by_subject(root):
+        also_used = f", also used failing op {', '.join(also)}" if also else ""
+        write(f"      {subject} ({_plural(count, 'check')}){also_used}")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _by_subject(root: RootOp) -> list[tuple[str, int, list[str]]]:

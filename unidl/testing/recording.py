@@ -15,13 +15,16 @@ the backends it builds for its own checks.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from unidl.backend import BackendError, iter_ops
 
-__all__ = ["instrument", "take"]
+__all__ = ["instrument", "take", "missing_ops_in"]
 
 _USED = "_unidl_kit_ops_used"  # instance attribute holding the set of op names called
+# How Backend reports an op it lacks (Backend._missing): "backend 'x' does not implement 'erf'".
+_MISSING = re.compile(r"does not implement '(\w+)'")
 
 
 def instrument(backend: Any) -> bool:
@@ -47,6 +50,23 @@ def take(backend: Any) -> frozenset[str]:
     names = frozenset(used)
     used.clear()
     return names
+
+
+def missing_ops_in(exc: BaseException | None) -> frozenset[str]:
+    """The ops that ``exc`` (or an exception it was raised from) says the backend does not implement.
+
+    A missing op is never called, so no wrapper notes it; this lets a check that
+    failed for want of ``erf`` count as having used ``erf`` all the same.
+    """
+    names: set[str] = set()
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, BackendError):
+            names.update(_MISSING.findall(str(exc)))
+        names.update(getattr(exc, "missing_ops", ()))  # the kit's own contract check lists them
+        exc = exc.__cause__ or exc.__context__
+    return frozenset(names) & frozenset(iter_ops())
 
 
 def _wrap_ops(backend: Any, state: dict, used: set[str]) -> None:

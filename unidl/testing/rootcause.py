@@ -6,7 +6,8 @@ conformance summary therefore lists each **root op** (an op failing its own
 checks) with its failures, then the failures of other checks that *used* a
 failing op as "caused by op X", and only what remains as independent
 failures. The ops a check used are recorded while it runs
-(:mod:`unidl.testing.recording`).
+(:mod:`unidl.testing.recording`); an op it needed but the backend lacks
+counts as used, so an unimplemented ``erf`` is the root of the gelu failures.
 
 How failures are attributed, per target (backend and dtype):
 
