@@ -26,8 +26,8 @@ import pytest
 import unidl
 from unidl import ops
 from unidl.backend import iter_ops
-from unidl.testing import (blockchecks, blockspecs, checks, opspecs, plugin, probe, recording, tolerances, trainchecks,
-                           trainspecs)
+from unidl.testing import (blockchecks, blockspecs, checks, gradcheck, opspecs, plugin, probe, recording, tolerances,
+                           trainchecks, trainspecs)
 from unidl.testing.kit import CheckId, matches, most_specific
 from unidl.testing.rootcause import Failure, group_by_root_op
 from unidl.testing.test_conformance_blocks import *  # noqa: F401,F403 -- the kit's checks, collected here
@@ -201,6 +201,43 @@ def test_a_wrong_dtype_is_reported(reference):
     spec = opspecs.spec("exp")
     with pytest.raises(checks.ConformanceError, match="dtype float64, expected float32"):
         checks.check_forward(backend, spec, spec.cases[0])
+
+
+# ---------------------------------------------------------------- finite differences
+
+
+def test_central_differences_of_a_known_function():
+    x = np.array([[0.5, -2.0], [3.0, 1e3]])
+    before = x.copy()
+    numeric = gradcheck.central_differences(lambda v: np.sum(np.sin(v) * v), x)
+    np.testing.assert_allclose(numeric, np.cos(x) * x + np.sin(x), rtol=tolerances.FD_F64.rtol,
+                               atol=tolerances.FD_F64.atol)
+    np.testing.assert_array_equal(x, before)  # the caller's array is not touched
+
+
+def test_central_differences_of_an_array_valued_function_sum_it():
+    r = np.array([1.0, -2.0, 0.5])
+    x = np.array([0.1, 0.2, 0.3])
+    np.testing.assert_allclose(gradcheck.central_differences(lambda v: np.exp(v) * r, x), np.exp(x) * r,
+                               rtol=tolerances.FD_F64.rtol, atol=tolerances.FD_F64.atol)
+
+
+def test_central_differences_of_state_restore_it_even_when_the_objective_raises():
+    state = {"w": np.array([1.0, 2.0])}
+
+    def assign(value):
+        state["w"] = np.array(value)
+
+    grad = gradcheck.central_differences_of_state(lambda: np.sum(state["w"] ** 2), state["w"], assign)
+    np.testing.assert_allclose(grad, [2.0, 4.0], rtol=tolerances.FD_F64.rtol, atol=tolerances.FD_F64.atol)
+    np.testing.assert_array_equal(state["w"], [1.0, 2.0])
+
+    def failing():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        gradcheck.central_differences_of_state(failing, state["w"], assign)
+    np.testing.assert_array_equal(state["w"], [1.0, 2.0])
 
 
 # ---------------------------------------------------------------- root ops, recording, the probe
