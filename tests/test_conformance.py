@@ -6,9 +6,16 @@ framework is installed) x float32/float64 x every case of every family (op,
 activation, loss, layer, optimizer, fused, training, compiled, error). A third-party
 backend runs exactly the same checks with
 ``pytest --pyargs unidl.testing --unidl-backend=NAME``.
+
+The rest tests the kit itself: check ids and tolerances, that deliberately
+broken backends fail with one-line messages carrying the max abs/rel error and
+the tolerance, the grouping of failures by root op, the recording of the ops a
+check calls, and the accuracy probe (in-process, and end to end through the
+pytest plugin in a subprocess).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +26,10 @@ import pytest
 import unidl
 from unidl import ops
 from unidl.backend import iter_ops
-from unidl.testing import blockchecks, blockspecs, checks, opspecs, plugin, tolerances, trainchecks, trainspecs
+from unidl.testing import (blockchecks, blockspecs, checks, gradcheck, opspecs, plugin, probe, recording, tolerances,
+                           trainchecks, trainspecs)
 from unidl.testing.kit import CheckId, matches, most_specific
+from unidl.testing.rootcause import Failure, group_by_root_op
 from unidl.testing.test_conformance_blocks import *  # noqa: F401,F403 -- the kit's checks, collected here
 from unidl.testing.test_conformance_ops import *  # noqa: F401,F403
 
@@ -110,10 +119,50 @@ def test_wrong_forward_is_reported_with_backend_op_case_and_error(reference):
     spec = opspecs.spec("erf")
     with pytest.raises(checks.ConformanceError) as info:
         checks.check_forward(backend, spec, spec.cases[0])
-    message = str(info.value)
-    for part in ("'wrong_erf'", "float64", "op 'erf'", "case 'basic'", "forward", "shape (3, 4)",
-                 "max abs err", "max rel err", "FORWARD_F64"):
-        assert part in message
+    first_line = str(info.value).splitlines()[0]  # what pytest's one-line summary shows
+    for part in ("'wrong_erf'", "float64", "op 'erf'", "case 'basic'", "forward", "shape (3, 4), dtype float64",
+                 "max abs err", "max rel err", "FORWARD_F64 (rtol=1e-10, atol=1e-12)"):
+        assert part in first_line
+    assert info.value.brief.startswith("forward: shape (3, 4), dtype float64: ")  # the summary's line
+
+
+def test_a_wrong_gradient_names_the_input_and_the_tolerance_on_one_line(reference):
+    class HalfGradExp(type(reference)):
+        name = "half_grad_exp"
+
+        def exp(self, x):  # right values, half the gradient
+            e = super().exp(x)
+            return self.add(self.stop_gradient(self.multiply(e, 0.5)), self.multiply(e, 0.5))
+
+    spec = opspecs.spec("exp")
+    checks.check_forward(HalfGradExp(dtype="float32"), spec, spec.cases[0])  # the values are right
+    with pytest.raises(checks.ConformanceError) as info:
+        checks.check_grad(HalfGradExp(dtype="float32"), reference, spec, spec.cases[0])
+    first_line = str(info.value).splitlines()[0]
+    assert "grad of input 0 (shape (3, 4))" in first_line and "GRAD_F32 (rtol=0.0001, atol=1e-05)" in first_line
+    assert "12 of 12 values outside" in first_line
+
+
+def test_mismatch_report_gives_max_abs_and_rel_error_over_all_elements():
+    expected = np.array([1.0, 2.0, 0.0, 4.0])
+    actual = np.array([1.5, 2.0, 1e-3, 4.0])  # abs errors 0.5, 0, 1e-3, 0; rel 0.5 (0 expected: not a ratio)
+    with pytest.raises(checks.ConformanceError) as info:
+        checks.compare("label", actual, expected, tolerances.FORWARD_F64)
+    first, worst = str(info.value).splitlines()
+    assert first == ("label: shape (4,), dtype float64: 2 of 4 values outside FORWARD_F64 (rtol=1e-10, "
+                     "atol=1e-12): max abs err 0.5, max rel err 0.5")
+    assert worst.strip() == "worst at index (0,): got 1.5, expected 1"
+
+
+def test_mismatch_report_counts_an_unexpected_nan_as_infinite_error():
+    with pytest.raises(checks.ConformanceError, match=r"1 of 2 values outside .*: max abs err inf"):
+        checks.compare("label", np.array([np.nan, 1.0]), np.array([0.5, 1.0]), tolerances.FORWARD_F32)
+    checks.compare("label", np.array([np.nan, 1.0]), np.array([np.nan, 1.0]), tolerances.FORWARD_F32)
+
+
+def test_mismatch_report_compares_integers_exactly():
+    with pytest.raises(checks.ConformanceError, match=r"1 of 3 values outside exact equality: max abs err 2"):
+        checks.compare("label", np.array([1, 2, 5]), np.array([1, 2, 3]), tolerances.FORWARD_F64)
 
 
 def test_random_upstream_catches_a_gradient_a_plain_sum_would_miss(reference):
@@ -154,6 +203,174 @@ def test_a_wrong_dtype_is_reported(reference):
         checks.check_forward(backend, spec, spec.cases[0])
 
 
+# ---------------------------------------------------------------- finite differences
+
+
+def test_central_differences_of_a_known_function():
+    x = np.array([[0.5, -2.0], [3.0, 1e3]])
+    before = x.copy()
+    numeric = gradcheck.central_differences(lambda v: np.sum(np.sin(v) * v), x)
+    np.testing.assert_allclose(numeric, np.cos(x) * x + np.sin(x), rtol=tolerances.FD_F64.rtol,
+                               atol=tolerances.FD_F64.atol)
+    np.testing.assert_array_equal(x, before)  # the caller's array is not touched
+
+
+def test_central_differences_of_an_array_valued_function_sum_it():
+    r = np.array([1.0, -2.0, 0.5])
+    x = np.array([0.1, 0.2, 0.3])
+    np.testing.assert_allclose(gradcheck.central_differences(lambda v: np.exp(v) * r, x), np.exp(x) * r,
+                               rtol=tolerances.FD_F64.rtol, atol=tolerances.FD_F64.atol)
+
+
+def test_central_differences_of_state_restore_it_even_when_the_objective_raises():
+    state = {"w": np.array([1.0, 2.0])}
+
+    def assign(value):
+        state["w"] = np.array(value)
+
+    grad = gradcheck.central_differences_of_state(lambda: np.sum(state["w"] ** 2), state["w"], assign)
+    np.testing.assert_allclose(grad, [2.0, 4.0], rtol=tolerances.FD_F64.rtol, atol=tolerances.FD_F64.atol)
+    np.testing.assert_array_equal(state["w"], [1.0, 2.0])
+
+    def failing():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        gradcheck.central_differences_of_state(failing, state["w"], assign)
+    np.testing.assert_array_equal(state["w"], [1.0, 2.0])
+
+
+# ---------------------------------------------------------------- root ops, recording, the probe
+
+
+def _failure(check: str, *ops: str) -> Failure:
+    family, item = check.split(":")[:2]
+    return Failure(check, family, item, frozenset(ops))
+
+
+def test_failures_that_used_a_failing_op_are_filed_under_it():
+    grouping = group_by_root_op([
+        _failure("op:exp:float64:forward:basic", "convert", "exp", "to_numpy"),
+        _failure("op:softmax:float64:forward:basic", "convert", "softmax", "max", "exp", "sum"),  # only via exp
+        _failure("activation:elu:float64:forward:basic", "convert", "exp", "where"),
+        _failure("layer:Dense:float64:grad:linear", "matmul", "add", "sum"),  # used no failing op
+    ])
+    [root] = grouping.roots
+    assert root.op == "exp"
+    assert [f.check for f in root.own] == ["op:exp:float64:forward:basic"]
+    assert [f.check for f in root.caused] == ["activation:elu:float64:forward:basic",
+                                              "op:softmax:float64:forward:basic"]
+    assert [f.check for f in grouping.independent] == ["layer:Dense:float64:grad:linear"]
+
+
+def test_an_op_failing_on_its_own_is_a_root_even_when_it_also_uses_a_failing_op():
+    grouping = group_by_root_op([
+        _failure("op:exp:float64:forward:basic", "exp"),
+        _failure("op:softmax:float64:forward:basic", "softmax"),           # a native softmax, wrong by itself
+        _failure("op:softmax:float64:grad:basic", "softmax", "exp", "sum"),
+        _failure("loss:cce:float64:forward:mean", "softmax", "exp", "log"),
+    ])
+    roots = {root.op: root for root in grouping.roots}
+    assert set(roots) == {"exp", "softmax"}
+    assert len(roots["softmax"].own) == 2
+    caused = [(root.op, f.check, root.also.get(f.check)) for root in grouping.roots for f in root.caused]
+    assert caused == [("softmax", "loss:cce:float64:forward:mean", ["exp"])]  # under one root, naming the other
+
+
+def test_ops_that_only_explain_each_other_still_get_a_root():
+    # sum's and multiply's gradient checks each use the other (the objective is sum(op(x) * r)).
+    grouping = group_by_root_op([
+        _failure("op:sum:float64:grad:a", "sum", "multiply"),
+        _failure("op:sum:float64:grad:b", "sum", "multiply"),
+        _failure("op:multiply:float64:grad:a", "multiply", "sum"),
+        _failure("layer:Dense:float64:grad:linear", "multiply", "sum", "matmul"),
+    ])
+    [root] = grouping.roots
+    assert root.op == "sum"  # the one with most failures
+    assert {f.check for f in root.caused} == {"op:multiply:float64:grad:a", "layer:Dense:float64:grad:linear"}
+    assert grouping.independent == []
+
+
+def test_recording_sees_ops_called_through_unidl_ops_and_inside_composites():
+    backend = unidl.get_backend("numpy", dtype="float64")
+    assert recording.instrument(backend)
+    assert type(backend) is type(unidl.get_backend("numpy"))  # the class is left alone
+    with unidl.use_backend(backend):
+        ops.softmax(ops.convert(np.ones((2, 3))))
+    used = recording.take(backend)
+    assert {"convert", "softmax", "exp", "sum", "divide"} <= used  # exp: called by softmax on self
+    assert recording.take(backend) == frozenset()  # take starts afresh
+    assert recording.take(unidl.get_backend("numpy")) == frozenset()  # not instrumented: nothing
+
+
+def test_a_check_failing_for_want_of_an_op_counts_as_using_it(reference):
+    class NoErf(type(reference)):
+        name = "no_erf"
+
+        @property
+        def erf(self):  # as if never written: Backend.__getattr__ raises BackendError
+            raise AttributeError("erf")
+
+    case = next(c for c in blockspecs.ACTIVATIONS if c.item == "gelu")
+    with pytest.raises(checks.ConformanceError, match="does not implement 'erf'") as info:
+        blockchecks.check_forward(NoErf(dtype="float64"), reference, "activation", case)
+    assert recording.missing_ops_in(info.value) == {"erf"}
+    assert recording.missing_ops_in(ValueError("does not implement 'erf'")) == frozenset()  # not a BackendError
+    with pytest.raises(checks.ConformanceError) as info:
+        checks.check_contract(NoErf(dtype="float64"))
+    assert recording.missing_ops_in(info.value) == {"erf"}
+
+
+def _float32_exp_backend(reference):
+    class Float32Exp(type(reference)):
+        """A float64 backend whose exp kernel computes in float32, as some frameworks silently do."""
+        name = "float32_exp"
+
+        def exp(self, x):
+            return self.cast(super().exp(self.cast(x, "float32")), self.dtype)
+
+    return Float32Exp(dtype="float64")
+
+
+def test_the_probe_names_an_op_that_is_only_float32_accurate(reference):
+    findings = {f.op: f for f in probe.probe(_float32_exp_backend(reference))}
+    assert findings["exp"].precision == "float32" and 1e-9 < findings["exp"].error < 1e-6
+    assert findings["matmul"].precision == "float64"
+    text = probe.warning_text("float32_exp", "float64", list(findings.values()))
+    assert text.startswith("backend 'float32_exp' float64: exp only float32-accurate (max rel err ")
+    assert "matmul" not in text
+
+
+def test_the_probe_names_a_float32_matmul_that_is_only_half_precision_accurate():
+    float32 = unidl.get_backend("numpy", dtype="float32")
+
+    class HalfMatmul(type(float32)):
+        """Rounds matmul's inputs to 10 mantissa bits, as TF32 tensor cores do."""
+        name = "half_matmul"
+
+        def matmul(self, a, b):
+            def rounded(t):
+                return self.convert(self.to_numpy(t).astype(np.float16).astype(np.float32))
+            return super().matmul(rounded(a), rounded(b))
+
+    text = probe.warning_text("half_matmul", "float32", probe.probe(HalfMatmul(dtype="float32")))
+    assert text.startswith("backend 'half_matmul' float32: matmul only half-precision (tf32, float16 or bfloat16)"
+                           "-accurate")
+
+
+def test_the_probe_is_quiet_on_a_backend_computing_in_its_dtype(reference):
+    assert probe.warning_text("numpy", "float64", probe.probe(reference)) is None
+    float32 = unidl.get_backend("numpy", dtype="float32")
+    assert {f.precision for f in probe.probe(float32)} == {"float32"}
+    assert probe.warning_text("numpy", "float32", probe.probe(float32)) is None
+
+
+@pytest.mark.parametrize("error, precision", [(1e-16, "float64"), (3e-8, "float32"), (5e-4, "half"),
+                                              (4e-3, "half"), (0.5, "wrong")])
+def test_the_probe_names_the_precision_an_error_fits(error, precision):
+    assert probe.precision_of(error) == precision
+
+
 # ---------------------------------------------------------------- the plugin
 
 PARTIAL_BACKEND = '''
@@ -188,11 +405,43 @@ def pytest_configure(config):
 '''
 
 
-def _run_kit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    (tmp_path / "partial_backend.py").write_text(PARTIAL_BACKEND)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "partial_backend", "-p", "no:cacheprovider",
+FLOAT32_EXP_BACKEND = '''
+"""A float64 backend whose exp computes in float32 (as some frameworks silently do), for the plugin test."""
+import unidl
+from unidl import hookimpl
+from unidl.registry import REGISTRY
+
+
+def _make(dtype="float32", device=None):
+    base = type(unidl.get_backend("numpy", dtype=dtype))
+
+    class Float32Exp(base):
+        name = "float32_exp"
+
+        def exp(self, x):
+            return self.cast(super().exp(self.cast(x, "float32")), self.dtype)
+
+    return Float32Exp(dtype=dtype, device=device)
+
+
+class _Plugin:
+    @hookimpl
+    def unidl_register_backends(self, register):
+        register("float32_exp", _make, framework="numpy")
+
+
+def pytest_configure(config):
+    REGISTRY.register_plugin(_Plugin(), "float32-exp-plugin")
+'''
+
+
+def _run_kit(tmp_path: Path, *args: str, plugin: str = PARTIAL_BACKEND) -> subprocess.CompletedProcess:
+    (tmp_path / "kit_test_backend.py").write_text(plugin)
+    # A wide terminal, so that pytest's one-line failure summaries are not cut.
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "kit_test_backend", "-p", "no:cacheprovider",
                            "--pyargs", "unidl.testing", *args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "1000"})
 
 
 def test_plugin_reports_counts_exclusions_tolerances_and_failures(tmp_path):
@@ -210,6 +459,34 @@ def test_plugin_reports_counts_exclusions_tolerances_and_failures(tmp_path):
     assert "partial [op:exp:*:forward] (2 checks): rtol=0.001 atol=0.001: fast exp" in summary
     assert "op:negative:float64:forward:basic" in summary
     assert passed > 0
+
+
+def test_plugin_warns_early_and_files_failures_under_the_op_that_caused_them(tmp_path):
+    run = _run_kit(tmp_path, "--unidl-backend=float32_exp", "--unidl-dtype=float64", "-q", "-rf",
+                   "-k", "(exp and not expand) or softmax or elu or (Dense and linear)", plugin=FLOAT32_EXP_BACKEND)
+    out = run.stdout
+    assert run.returncode == 1, out + run.stderr
+    summary = out[out.index("unidl conformance summary"):]
+    # The probe's warning comes right after collection, before the first test's result.
+    warning = "WARNING unidl accuracy probe: backend 'float32_exp' float64: exp only float32-accurate"
+    assert warning in out and out.index(warning) < out.index("FAILURES")
+    assert "accuracy probe (warnings, not failures):" in summary
+    # The failures: exp's own, then what used exp, and nothing else.
+    lines = summary.splitlines()
+    header = next(line for line in lines if line.startswith("failed on float32_exp-float64"))
+    assert ": 1 root op, " in header and "independent" not in header
+    assert any(line.startswith("  op exp: 2 own failures, ") for line in lines)
+    own = next(line for line in lines if line.strip().startswith("op:exp:float64:forward:basic: "))
+    assert "forward: shape (3, 4), dtype float64: 12 of 12 values outside FORWARD_F64 (rtol=1e-10, atol=1e-12): " \
+           "max abs err " in own and ", max rel err " in own
+    caused = lines[lines.index("    caused by op exp (" + header.split(", ")[1].split()[0] + "):") + 1:]
+    subjects = {line.split()[0] for line in caused if line.startswith("      ")}
+    assert {"activation:elu", "activation:softmax", "op:softmax", "op:log_softmax",
+            "training:softmax_classifier"} <= subjects
+    # pytest's own one-line summary (-rf) carries the numbers too.
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert any("op 'exp'" in line and "max abs err" in line for line in failed)
+    assert not [line for line in failed if "Dense-linear" in line]  # Dense without softmax uses no exp
 
 
 def test_plugin_refuses_an_unknown_backend(tmp_path):

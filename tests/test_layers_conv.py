@@ -21,6 +21,7 @@ from unidl.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAver
                                   GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
                                   MaxPooling2D)
 from unidl.layers.reshaping import Permute, UpSampling2D, ZeroPadding2D
+from unidl.testing.gradcheck import central_differences_of_state
 from unidl.testing.tolerances import FD_F64, FORWARD_F32, FORWARD_F64, GRAD_F64, TRAJECTORY_F32, TRAJECTORY_F64
 
 BACKENDS = [row["name"] for row in unidl.list_backends() if row["installed"] and row["name"] in
@@ -436,19 +437,9 @@ def layer_grads(layer, x, r, backend="numpy", dtype="float64"):
     return [be.to_numpy(g) for g in grads]
 
 
-def central_differences(layer, x, r, weight, h=1e-6):
-    value = weight.numpy()
-    grad = np.zeros_like(value)
-    for index in np.ndindex(value.shape):
-        total = []
-        for step in (h, -h):
-            bumped = value.copy()
-            bumped[index] += step
-            weight.assign(bumped)
-            total.append(np.sum(run(layer, x) * r))
-        grad[index] = (total[0] - total[1]) / (2 * h)
-    weight.assign(value)
-    return grad
+def weight_fd(layer, x, r, weight):
+    """d sum(layer(x) * r) / d weight by central differences (the weight is restored after)."""
+    return central_differences_of_state(lambda: run(layer, x) * r, weight.numpy(), weight.assign)
 
 
 @pytest.mark.parametrize("layer, shape", [
@@ -465,7 +456,7 @@ def test_weight_gradients_match_finite_differences(layer, shape):
     out_shape = (2, *build(layer, shape)[1:])
     r = data(out_shape, seed=1)
     for weight, grad in zip(layer.weights, layer_grads(layer, x, r)):
-        np.testing.assert_allclose(grad, central_differences(layer, x, r, weight), rtol=FD_F64.rtol,
+        np.testing.assert_allclose(grad, weight_fd(layer, x, r, weight), rtol=FD_F64.rtol,
                                    atol=FD_F64.atol, err_msg=weight.name)
 
 

@@ -25,6 +25,7 @@ from unidl.layers.normalization import BatchNormalization, LayerNormalization
 from unidl.layers.recurrent import GRU, LSTM, SimpleRNN
 from unidl.layers.wrappers import Bidirectional, TimeDistributed
 from unidl.registry import BackendUnavailableError, get_backend
+from unidl.testing.gradcheck import central_differences
 from unidl.testing.tolerances import (FD_F64, FORWARD_F32, FORWARD_F64, GRAD_F32, GRAD_F64, TRAJECTORY_F32,
                                       TRAJECTORY_F64)
 
@@ -531,15 +532,8 @@ def test_numpy_gradients_match_finite_differences(case):
         with unidl.use_backend(be), be.no_grad():
             return float(be.to_numpy(layer_loss(layer, be, x, upstream)))
 
-    h = 1e-6
     for i in trainable:
-        numeric = np.zeros_like(start[i])
-        for idx in np.ndindex(start[i].shape):
-            plus = [v.copy() for v in start]
-            minus = [v.copy() for v in start]
-            plus[i][idx] += h
-            minus[i][idx] -= h
-            numeric[idx] = (loss_at(plus) - loss_at(minus)) / (2 * h)
+        numeric = central_differences(lambda w, i=i: loss_at(start[:i] + [w] + start[i + 1:]), start[i])
         assert_close(grads[i], numeric, FD_F64, f"{case}: d loss / d {layer.weights[i].name}")
 
 

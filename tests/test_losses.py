@@ -10,15 +10,12 @@ import pytest
 import unidl
 from unidl import losses, ops
 from unidl.losses import LossInputError
+from unidl.testing.gradcheck import central_differences
+from unidl.tolerances import FD_F64, FORWARD_F64
 
 # ---------------------------------------------------------------- tolerances
-FWD_RTOL = 1e-10  # float64 value vs the NumPy formula (CONVENTIONS.md)
-FWD_ATOL = 1e-12
-FD_H = 1e-6       # central-difference step
-FD_RTOL = 1e-5    # float64 autodiff vs central differences (CONVENTIONS.md)
-# Absolute floor for gradient entries that are (near) zero: the difference quotient's
-# rounding error is about eps * |loss| / h ~ 1e-16 * 10 / 1e-6 = 1e-9.
-FD_ATOL = 1e-7
+# The named ones (CONVENTIONS.md): FORWARD_F64 for values, FD_F64 for autodiff vs central differences.
+FWD, FD = FORWARD_F64, FD_F64
 
 CLIP_EPS = 1e-7   # probabilities are clipped to [CLIP_EPS, 1 - CLIP_EPS] (CONVENTIONS.md)
 KINK_GAP = 0.1    # |y_pred - y_true| keeps this far from the kinks of mae (0) and huber (delta)
@@ -180,16 +177,6 @@ def loss_grad(loss, y_true, y_pred, sample_weight, r):
         return ops.to_numpy(g)
 
 
-def fd_grad(f, x):
-    g = np.empty_like(x)
-    for i in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[i] += FD_H
-        down[i] -= FD_H
-        g[i] = (f(up) - f(down)) / (2.0 * FD_H)
-    return g
-
-
 # ------------------------------------------------------------------ tests
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -203,12 +190,12 @@ def test_value_and_gradient(case, reduction, weighted):
     want = reduce(per_sample(y_true, y_pred), weights, reduction)
     got = loss_value(loss, y_true, y_pred, weights)
     assert got.shape == np.shape(want)
-    np.testing.assert_allclose(got, want, rtol=FWD_RTOL, atol=FWD_ATOL, err_msg="value")
+    np.testing.assert_allclose(got, want, rtol=FWD.rtol, atol=FWD.atol, err_msg="value")
 
     r = _rng.standard_normal(np.shape(want))  # random upstream gradient (a scalar when reduced)
     grad = loss_grad(loss, y_true, y_pred, weights, r)
-    numeric = fd_grad(lambda p: np.sum(reduce(per_sample(y_true, p), weights, reduction) * r), y_pred)
-    np.testing.assert_allclose(grad, numeric, rtol=FD_RTOL, atol=FD_ATOL, err_msg="gradient")
+    numeric = central_differences(lambda p: reduce(per_sample(y_true, p), weights, reduction) * r, y_pred)
+    np.testing.assert_allclose(grad, numeric, rtol=FD.rtol, atol=FD.atol, err_msg="gradient")
 
 
 def test_reductions_relate_as_documented():
@@ -217,8 +204,8 @@ def test_reductions_relate_as_documented():
     total = loss_value(losses.MeanSquaredError(reduction="sum"), y, p)
     mean = loss_value(losses.MeanSquaredError(), y, p)
     assert per_sample.shape == (BATCH,)
-    np.testing.assert_allclose(total, per_sample.sum(), rtol=FWD_RTOL)
-    np.testing.assert_allclose(mean, per_sample.sum() / BATCH, rtol=FWD_RTOL)
+    np.testing.assert_allclose(total, per_sample.sum(), rtol=FWD.rtol)
+    np.testing.assert_allclose(mean, per_sample.sum() / BATCH, rtol=FWD.rtol)
     # "mean" is accepted as Keras's other name for sum_over_batch_size
     assert losses.MeanSquaredError(reduction="mean").reduction == "sum_over_batch_size"
     with pytest.raises(ValueError, match="reduction"):
@@ -232,7 +219,7 @@ def test_sequence_outputs_weight_per_sample_and_divide_by_every_value():
     p = y + _rng.normal(size=y.shape)
     w = _rng.uniform(0.5, 1.5, BATCH)
     want = np.sum(ref_mse(y, p) * w[:, None]) / (BATCH * 3)
-    np.testing.assert_allclose(loss_value(losses.MeanSquaredError(), y, p, w), want, rtol=FWD_RTOL)
+    np.testing.assert_allclose(loss_value(losses.MeanSquaredError(), y, p, w), want, rtol=FWD.rtol)
 
 
 def test_probabilities_are_clipped():
@@ -241,15 +228,15 @@ def test_probabilities_are_clipped():
     p = np.array([[0.0, 1.0, 1.0, 0.0]])
     got = loss_value(losses.BinaryCrossentropy(), y, p)
     assert np.isfinite(got)
-    np.testing.assert_allclose(got, ref_bce(y, p).mean(), rtol=FWD_RTOL)
-    np.testing.assert_allclose(got, -2 * np.log(CLIP_EPS) / 4 - 2 * np.log(1 - CLIP_EPS) / 4, rtol=FWD_RTOL)
+    np.testing.assert_allclose(got, ref_bce(y, p).mean(), rtol=FWD.rtol)
+    np.testing.assert_allclose(got, -2 * np.log(CLIP_EPS) / 4 - 2 * np.log(1 - CLIP_EPS) / 4, rtol=FWD.rtol)
 
     onehot = np.array([[0.0, 1.0, 0.0]])
     probs = np.array([[0.5, 0.0, 0.5]])
     np.testing.assert_allclose(loss_value(losses.CategoricalCrossentropy(), onehot, probs),
-                               -np.log(CLIP_EPS), rtol=FWD_RTOL)
+                               -np.log(CLIP_EPS), rtol=FWD.rtol)
     np.testing.assert_allclose(loss_value(losses.SparseCategoricalCrossentropy(), np.array([1]), probs),
-                               -np.log(CLIP_EPS), rtol=FWD_RTOL)
+                               -np.log(CLIP_EPS), rtol=FWD.rtol)
 
 
 def test_logits_are_stable_for_large_values():
@@ -261,7 +248,7 @@ def test_logits_are_stable_for_large_values():
         (losses.SparseCategoricalCrossentropy(from_logits=True), np.array([2]), 1000.0),
     ]:
         got = loss_value(loss, y, logits)
-        np.testing.assert_allclose(got, want, rtol=FWD_RTOL, err_msg=loss.name)
+        np.testing.assert_allclose(got, want, rtol=FWD.rtol, err_msg=loss.name)
 
 
 def test_names_and_lookup():
@@ -281,7 +268,7 @@ def test_names_and_lookup():
 def test_function_loss():
     loss = losses.get(lambda y, p: ops.mean(ops.abs(ops.subtract(p, y)), axis=-1))
     y, p = regression_data()
-    np.testing.assert_allclose(loss_value(loss, y, p), ref_mae(y, p).mean(), rtol=FWD_RTOL)
+    np.testing.assert_allclose(loss_value(loss, y, p), ref_mae(y, p).mean(), rtol=FWD.rtol)
 
 
 # --------------------------------------------------------- label checking
@@ -305,7 +292,7 @@ def test_vector_labels_give_the_same_loss_as_column_labels():
     p = np.array([[0.2], [0.7], [0.4], [0.1]])
     loss = losses.BinaryCrossentropy()
     fixed = loss.check_labels(y, (None, 1))
-    np.testing.assert_allclose(loss_value(loss, fixed, p), ref_bce(y[:, None], p).mean(), rtol=FWD_RTOL)
+    np.testing.assert_allclose(loss_value(loss, fixed, p), ref_bce(y[:, None], p).mean(), rtol=FWD.rtol)
 
 
 def test_sparse_labels_accept_vector_and_column():

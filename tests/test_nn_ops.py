@@ -22,11 +22,12 @@ import pytest
 
 import unidl
 from unidl import ops
-from unidl.testing import tolerances
+from unidl import tolerances
+from unidl.testing.checks import compare
+from unidl.testing.gradcheck import central_differences
 
 FORWARD = tolerances.FORWARD_F64
 FD = tolerances.FD_F64
-FD_STEP = 1e-6  # as the kit's finite differences: h = FD_STEP * max(1, |x|)
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,8 @@ def np64():
 
 
 def _close(actual, expected, tol) -> None:
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape
-    ok = tol.close(actual, expected)
-    assert ok.all(), f"{int((~ok).sum())} of {ok.size} outside {tol}; max abs err {np.abs(actual - expected).max():.3g}"
+    """Shape, then values within ``tol``; a failure gives the max abs/rel error (the kit's message)."""
+    compare("the NumPy reference", actual, expected, tol)
 
 
 def _rng(*key) -> np.random.Generator:
@@ -280,17 +279,6 @@ def test_float32_stays_float32():
 
 # ------------------------------------------------------------- gradients vs finite differences
 
-def _central_differences(f, x: np.ndarray) -> np.ndarray:
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        h = FD_STEP * max(1.0, abs(float(x[idx])))
-        up, down = x.copy(), x.copy()
-        up[idx] += h
-        down[idx] -= h
-        grad[idx] = (f(up) - f(down)) / (2 * h)
-    return grad
-
-
 def _check_fd(backend, op, arrays, kwargs, key):
     """Gradient of sum(op(*arrays) * r) w.r.t. every array vs central differences."""
     with unidl.use_backend(backend):
@@ -305,7 +293,7 @@ def _check_fd(backend, op, arrays, kwargs, key):
             def f(v, i=i):
                 args = [backend.convert(v if j == i else b) for j, b in enumerate(arrays)]
                 return float(backend.to_numpy(objective(*args)))
-            _close(backend.to_numpy(grads[i]), _central_differences(f, a), FD)
+            _close(backend.to_numpy(grads[i]), central_differences(f, a), FD)
 
 
 @pytest.mark.parametrize("x_shape, k_shape, kwargs", [c for c in CONV_CASES if c[0][0] * np.prod(c[0][1:]) <= 150],

@@ -17,16 +17,9 @@ import pytest
 
 import unidl
 from unidl import ops
+from unidl.testing.gradcheck import central_differences
+from unidl.tolerances import FD_F64, FORWARD_F64, GRAD_F64
 from unidl_numpy import autodiff
-
-# Tolerances (CONVENTIONS.md, "Tolerances").
-FWD_RTOL = 1e-10  # float64 forward vs a closed-form NumPy computation
-FWD_ATOL = 1e-12
-FD_H = 1e-6       # central-difference step
-FD_RTOL = 1e-5    # float64 gradients vs central differences
-# Absolute floor for gradient entries near 0: the central difference's rounding
-# error is about eps * |f| / h ~ 1e-10 for the small losses used here.
-FD_ATOL = 1e-8
 
 B64 = unidl.get_backend("numpy", dtype="float64")
 B32 = unidl.get_backend("numpy", dtype="float32")
@@ -44,21 +37,6 @@ def away(*shape, gap=0.2, hi=2.0):
     return _rng.choice([-1.0, 1.0], size=shape) * _rng.uniform(gap, hi, size=shape)
 
 
-def numeric_grad(f, x: np.ndarray) -> np.ndarray:
-    """Central differences of scalar ``f`` at ``x``, one element at a time."""
-    x = np.array(x, dtype=np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        orig = x[i]
-        x[i] = orig + FD_H
-        up = f(x)
-        x[i] = orig - FD_H
-        down = f(x)
-        x[i] = orig
-        g[i] = (up - down) / (2 * FD_H)
-    return g
-
-
 def check(fn, inputs, ref=None, *, grad: bool = True, backend=B64, upstream_seed: int = 7):
     """Forward of ``fn`` (over ``unidl.ops``) against ``ref`` (over NumPy), then the
     gradient of ``sum(fn(*inputs) * r)`` for every floating input against central differences."""
@@ -69,7 +47,7 @@ def check(fn, inputs, ref=None, *, grad: bool = True, backend=B64, upstream_seed
             expected = np.asarray(ref(*arrays))
             assert ops.shape(out) == expected.shape, f"forward shape {ops.shape(out)} != {expected.shape}"
             assert out.dtype == expected.dtype.name, f"forward dtype {out.dtype} != {expected.dtype}"
-            np.testing.assert_allclose(ops.to_numpy(out), expected, rtol=FWD_RTOL, atol=FWD_ATOL,
+            np.testing.assert_allclose(ops.to_numpy(out), expected, rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol,
                                        err_msg="forward")
         if not grad:
             return
@@ -90,8 +68,8 @@ def check(fn, inputs, ref=None, *, grad: bool = True, backend=B64, upstream_seed
                     return float(ops.to_numpy(weighted(*ts)))
 
             assert ops.shape(grads[i]) == a.shape, f"grad of input {i}: shape"
-            np.testing.assert_allclose(ops.to_numpy(grads[i]), numeric_grad(f_i, a),
-                                       rtol=FD_RTOL, atol=FD_ATOL, err_msg=f"grad of input {i}")
+            np.testing.assert_allclose(ops.to_numpy(grads[i]), central_differences(f_i, a),
+                                       rtol=FD_F64.rtol, atol=FD_F64.atol, err_msg=f"grad of input {i}")
 
 
 def grads_of(fn, inputs, r, backend=B64):
@@ -101,6 +79,10 @@ def grads_of(fn, inputs, r, backend=B64):
         _, grads = backend.grad_wrt_inputs(lambda *ts: ops.sum(ops.multiply(fn(*ts), rt)),
                                            [ops.convert(np.asarray(x, dtype=float)) for x in inputs])
     return [g.numpy() for g in grads]
+
+
+# Tolerances are the named ones of unidl.tolerances (CONVENTIONS.md): FORWARD_F64 for values and for
+# exact gradients computed in closed form, FD_F64 against central differences.
 
 
 # ====================================================================== binary ops
@@ -207,7 +189,8 @@ def test_erf_known_values():
     x = np.array([0.0, 0.5, 1.0, 2.0, -1.0])
     table = np.array([0.0, 0.5204998778130465, 0.8427007929497149, 0.9953222650189527, -0.8427007929497149])
     with unidl.use_backend(B64):
-        np.testing.assert_allclose(ops.to_numpy(ops.erf(ops.convert(x))), table, rtol=FWD_RTOL, atol=FWD_ATOL)
+        np.testing.assert_allclose(ops.to_numpy(ops.erf(ops.convert(x))), table, rtol=FORWARD_F64.rtol,
+                                   atol=FORWARD_F64.atol)
 
 
 def test_erf_float32_is_libm_rounded():
@@ -224,9 +207,9 @@ def test_sigmoid_and_softplus_stable_for_large_inputs():
         s = ops.to_numpy(ops.sigmoid(ops.convert(x)))
         sp = ops.to_numpy(ops.softplus(ops.convert(x)))
     np.testing.assert_allclose(s, [0.0, math.exp(-50) / (1 + math.exp(-50)), 0.5, 1 / (1 + math.exp(-50)), 1.0],
-                               rtol=FWD_RTOL, atol=FWD_ATOL)
+                               rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
     np.testing.assert_allclose(sp, [0.0, math.log1p(math.exp(-50)), math.log(2), 50 + math.log1p(math.exp(-50)),
-                                    1000.0], rtol=FWD_RTOL, atol=FWD_ATOL)
+                                    1000.0], rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
 
 
 @pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (0.0, 0.5), (-0.3, 2.0)])
@@ -388,7 +371,7 @@ def test_logsumexp_large_values():
     x = np.array([[1000.0, 1000.0], [-1000.0, 0.0]])
     with np.errstate(over="raise", invalid="raise", divide="raise"), unidl.use_backend(B64):
         got = ops.to_numpy(ops.logsumexp(ops.convert(x), axis=-1))
-    np.testing.assert_allclose(got, [1000.0 + math.log(2.0), 0.0], rtol=FWD_RTOL, atol=FWD_ATOL)
+    np.testing.assert_allclose(got, [1000.0 + math.log(2.0), 0.0], rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
 
 
 def test_one_hot():
@@ -425,7 +408,7 @@ def test_size():
 def test_softplus_gradient_at_zero():
     # The derivative is sigmoid(x) everywhere, 0.5 at 0 (the relu + log1p(e^-|x|) form gave 0 there).
     [g] = grads_of(ops.softplus, [np.array([0.0, -60.0, 60.0])], [1.0, 1.0, 1.0])
-    np.testing.assert_allclose(g, [0.5, 1 / (1 + math.exp(60.0)), 1.0], rtol=FD_RTOL, atol=FWD_ATOL)
+    np.testing.assert_allclose(g, [0.5, 1 / (1 + math.exp(60.0)), 1.0], rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
 
 
 # ====================================================================== exact rules
@@ -465,11 +448,11 @@ def test_max_min_split_gradient_between_ties():
     x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
     r = np.array([0.6, -0.9])
     [g] = grads_of(lambda t: ops.max(t, axis=1), [x], r)
-    np.testing.assert_allclose(g, [[0, 0.3, 0.3], [-0.3, -0.3, -0.3]], rtol=FWD_RTOL)
+    np.testing.assert_allclose(g, [[0, 0.3, 0.3], [-0.3, -0.3, -0.3]], rtol=FORWARD_F64.rtol)
     [g] = grads_of(lambda t: ops.min(t, axis=-1, keepdims=True), [x], r[:, None])
-    np.testing.assert_allclose(g, [[0.6, 0, 0], [-0.3, -0.3, -0.3]], rtol=FWD_RTOL)
+    np.testing.assert_allclose(g, [[0.6, 0, 0], [-0.3, -0.3, -0.3]], rtol=FORWARD_F64.rtol)
     [g] = grads_of(lambda t: ops.max(t), [x], 2.0)
-    np.testing.assert_allclose(g, [[0, 1, 1], [0, 0, 0]], rtol=FWD_RTOL)
+    np.testing.assert_allclose(g, [[0, 1, 1], [0, 0, 0]], rtol=FORWARD_F64.rtol)
 
 
 @pytest.mark.parametrize("fn", [
@@ -517,7 +500,7 @@ def test_tensor_operators(expr):
     a, b = away(3, 4, gap=0.3), away(3, 4, gap=0.3)
     with unidl.use_backend(B64):
         out = expr(ops.convert(a), ops.convert(b))
-    np.testing.assert_allclose(out.numpy(), expr(a, b), rtol=FWD_RTOL, atol=FWD_ATOL)
+    np.testing.assert_allclose(out.numpy(), expr(a, b), rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
     check(expr, [a, b])
 
 
@@ -604,7 +587,7 @@ def test_tensor_operators_accept_unidl_variables():
     with unidl.use_backend(B64):  # Variable's own operators dispatch through unidl.ops
         _, _, [g] = B64.value_and_grad(lambda: (B64.sum(x * scale + scale * x - (2.0 ** (x - scale)) * 0.0),
                                                 None), [scale.value])
-    np.testing.assert_allclose(g.numpy(), 2 * x.numpy().sum(axis=0), rtol=FWD_RTOL)
+    np.testing.assert_allclose(g.numpy(), 2 * x.numpy().sum(axis=0), rtol=FORWARD_F64.rtol)
 
 
 def test_backend_info():
@@ -631,7 +614,7 @@ def test_value_and_grad_basic_and_unused_variable():
     loss, aux, (gw, gu) = B64.value_and_grad(fn, [w, unused])
     y = x.numpy() @ w.numpy()
     assert float(loss) == pytest.approx(float(np.sum(y * y)))
-    np.testing.assert_allclose(gw.numpy(), x.numpy().T @ (2 * y), rtol=FWD_RTOL)
+    np.testing.assert_allclose(gw.numpy(), x.numpy().T @ (2 * y), rtol=FORWARD_F64.rtol)
     np.testing.assert_array_equal(gu.numpy(), np.zeros(3))
     assert gw.shape == (2, 2) and not gw.requires_grad
     assert not loss.requires_grad and not aux["y"].requires_grad
@@ -642,7 +625,7 @@ def test_accumulation_tensor_used_twice():
     check(lambda a: ops.add(ops.multiply(a, a), a), [x])
     v = B64.variable(x)
     _, _, [g] = B64.value_and_grad(lambda: (B64.sum(B64.add(B64.multiply(v, v), v)), None), [v])
-    np.testing.assert_allclose(g.numpy(), 2 * x + 1, rtol=FWD_RTOL)
+    np.testing.assert_allclose(g.numpy(), 2 * x + 1, rtol=FORWARD_F64.rtol)
 
 
 def test_diamond_graph_order():
@@ -692,7 +675,7 @@ def test_no_graph_kept_after_value_and_grad():
 def test_grad_wrt_inputs_leaves_inputs_untouched():
     x = B64.convert(u(2, 3))
     value, [g] = B64.grad_wrt_inputs(lambda t: B64.sum(B64.square(t)), [x])
-    np.testing.assert_allclose(g.numpy(), 2 * x.numpy(), rtol=FWD_RTOL)
+    np.testing.assert_allclose(g.numpy(), 2 * x.numpy(), rtol=FORWARD_F64.rtol)
     assert float(value) == pytest.approx(float(np.sum(x.numpy() ** 2)))
     assert not x.requires_grad and not value.requires_grad
     with pytest.raises(ValueError):
@@ -779,7 +762,7 @@ def test_threads_compute_their_own_gradients():
         barrier.wait()
         for _ in range(200):
             _, _, [g] = B64.value_and_grad(lambda: (B64.sum(fns[kind]()), None), [shared])
-            if not np.allclose(g.numpy(), expected[kind], rtol=FWD_RTOL):
+            if not np.allclose(g.numpy(), expected[kind], rtol=FORWARD_F64.rtol):
                 errors.append(kind)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in fns]

@@ -8,10 +8,10 @@ import pytest
 
 import unidl
 from unidl import layers, ops, optimizers, regularizers
+from unidl.tolerances import FORWARD_F64
 
 # ---------------------------------------------------------------- tolerances
-FWD_RTOL = 1e-10   # float64 value vs formula (CONVENTIONS.md)
-FWD_ATOL = 1e-12
+FWD = FORWARD_F64  # float64 value vs formula (the named tolerance, CONVENTIONS.md)
 STEP_RTOL = 1e-12  # one float64 SGD step vs the same step by hand: rounding-order differences only
 STEP_ATOL = 1e-14
 
@@ -51,8 +51,8 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_penalty_and_gradient(case):
     reg, value, grad = CASES[case]
-    np.testing.assert_allclose(penalty(reg, W), value(W), rtol=FWD_RTOL, atol=FWD_ATOL)
-    np.testing.assert_allclose(penalty_grad(reg, W), grad(W), rtol=FWD_RTOL, atol=FWD_ATOL)
+    np.testing.assert_allclose(penalty(reg, W), value(W), rtol=FWD.rtol, atol=FWD.atol)
+    np.testing.assert_allclose(penalty_grad(reg, W), grad(W), rtol=FWD.rtol, atol=FWD.atol)
 
 
 def test_names_resolve_to_the_default_factors():
@@ -98,9 +98,9 @@ def test_kernel_regularizer_adds_its_penalty_to_the_evaluated_loss(batch_size):
     base = plain.evaluate(x, y, batch_size=batch_size, verbose=0)
     total = regular.evaluate(x, y, batch_size=batch_size, verbose=0)
     # the penalty enters once, whatever the batching
-    np.testing.assert_allclose(total - base, DEFAULT_FACTOR * np.sum(kernel ** 2), rtol=FWD_RTOL)
+    np.testing.assert_allclose(total - base, DEFAULT_FACTOR * np.sum(kernel ** 2), rtol=FWD.rtol)
     # and the unregularized loss is the plain mse of the predictions
-    np.testing.assert_allclose(base, np.mean((plain.predict(x) - y) ** 2), rtol=FWD_RTOL)
+    np.testing.assert_allclose(base, np.mean((plain.predict(x) - y) ** 2), rtol=FWD.rtol)
 
 
 def test_kernel_and_bias_regularizers_add_up():
@@ -114,14 +114,14 @@ def test_kernel_and_bias_regularizers_add_up():
     kernel, bias = weights[0], weights[1]
     expected = 0.05 * np.abs(kernel).sum() + 0.02 * (kernel ** 2).sum() + DEFAULT_FACTOR * np.abs(bias).sum()
     got = regular.evaluate(x, y, verbose=0) - plain.evaluate(x, y, verbose=0)
-    np.testing.assert_allclose(got, expected, rtol=FWD_RTOL)
+    np.testing.assert_allclose(got, expected, rtol=FWD.rtol)
 
 
 def test_training_loss_includes_the_penalty():
     x, y = data()
     regular = make_model(kernel_regularizer="l2")  # SGD(0): the weights stay put during fit
     history = regular.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    np.testing.assert_allclose(history.history["loss"][0], regular.evaluate(x, y, verbose=0), rtol=FWD_RTOL)
+    np.testing.assert_allclose(history.history["loss"][0], regular.evaluate(x, y, verbose=0), rtol=FWD.rtol)
 
 
 def test_penalty_gradient_reaches_the_update():

@@ -16,11 +16,7 @@ tf = pytest.importorskip("tensorflow")
 
 import unidl  # noqa: E402
 from unidl.backend import BackendError  # noqa: E402
-
-# Tolerances from shared/CONVENTIONS.md (backend vs reference).
-RTOL_F64, ATOL_F64 = 1e-10, 1e-12
-RTOL_F32, ATOL_F32 = 1e-5, 1e-6
-GRAD_RTOL_F64 = 1e-8
+from unidl.tolerances import FORWARD_F32, FORWARD_F64, GRAD_F64  # noqa: E402
 
 GPUS = tf.config.list_physical_devices("GPU")
 
@@ -189,8 +185,8 @@ def test_python_scalars_on_either_side(dtype, op):
         for out, expected in ((getattr(b, op)(scalar, t), BINARY[op](s, ref)),
                               (getattr(b, op)(t, scalar), BINARY[op](ref, s))):
             assert out.dtype == (tf.bool if expected.dtype == bool else tf.as_dtype(dtype))
-            rtol, atol = (RTOL_F64, ATOL_F64) if dtype == "float64" else (RTOL_F32, ATOL_F32)
-            np.testing.assert_allclose(b.to_numpy(out), expected, rtol=rtol, atol=atol)
+            tol = FORWARD_F64 if dtype == "float64" else FORWARD_F32
+            np.testing.assert_allclose(b.to_numpy(out), expected, rtol=tol.rtol, atol=tol.atol)
 
 
 def test_numpy_float64_operands_join_a_float32_tensor(b32):
@@ -212,7 +208,7 @@ def test_integer_division_and_mean_are_float(b64):
     for out, expected in ((b64.divide(i, 2), [0.5, 1.0, 2.0]), (b64.divide(3, i), [3.0, 1.5, 0.75]),
                           (b64.mean(i), 7 / 3)):
         assert out.dtype == tf.float64  # TF: no integer RealDiv kernel, and an integer Mean
-        np.testing.assert_allclose(b64.to_numpy(out), expected, rtol=RTOL_F64)
+        np.testing.assert_allclose(b64.to_numpy(out), expected, rtol=FORWARD_F64.rtol)
 
 
 # --------------------------------------- gradient rules, computed by hand
@@ -228,10 +224,10 @@ def test_maximum_minimum_ties_give_the_whole_gradient_to_a(b64):
     value, w, (ga, gc) = grads_of(b64, b64.maximum, [[2.0, 1.0], [2.0, 3.0]], [2.0])
     np.testing.assert_array_equal(ga, w * [[1, 0], [1, 1]])
     np.testing.assert_array_equal(gc, [w[0, 1]])
-    np.testing.assert_allclose(value, np.sum(w * [[2, 2], [2, 3]]), rtol=RTOL_F64)
+    np.testing.assert_allclose(value, np.sum(w * [[2, 2], [2, 3]]), rtol=FORWARD_F64.rtol)
     # Broadcast first operand: a collects every tie.
     _, w, (ga, gc) = grads_of(b64, b64.minimum, [2.0], [[2.0, 1.0], [2.0, 3.0]])
-    np.testing.assert_allclose(ga, [w[0, 0] + w[1, 0] + w[1, 1]], rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(ga, [w[0, 0] + w[1, 0] + w[1, 1]], rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
     np.testing.assert_array_equal(gc, w * [[0, 1], [0, 0]])
 
 
@@ -241,11 +237,12 @@ def test_reduction_ties_split_the_gradient_evenly(b64, op):
     if op == "min":
         x = -x
     _, w, (g,) = grads_of(b64, lambda t: getattr(b64, op)(t, axis=1), x)
-    np.testing.assert_allclose(g, [[0, w[0] / 2, w[0] / 2], [w[1] / 3] * 3], rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(g, [[0, w[0] / 2, w[0] / 2], [w[1] / 3] * 3], rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
     _, w, (g,) = grads_of(b64, lambda t: getattr(b64, op)(t, axis=-1, keepdims=True), x)
-    np.testing.assert_allclose(g, [[0, w[0, 0] / 2, w[0, 0] / 2], [w[1, 0] / 3] * 3], rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(g, [[0, w[0, 0] / 2, w[0, 0] / 2], [w[1, 0] / 3] * 3], rtol=GRAD_F64.rtol,
+                               atol=GRAD_F64.atol)
     _, w, (g,) = grads_of(b64, lambda t: getattr(b64, op)(t), x)
-    np.testing.assert_allclose(g, [[0, w / 2, w / 2], [0, 0, 0]], rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(g, [[0, w / 2, w / 2], [0, 0, 0]], rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
 
 
 def test_relu_clip_abs_sign_at_their_kinks(b64):
@@ -275,7 +272,8 @@ def test_reductions_follow_numpy_axes(b64, axis, keepdims):
     np_axis = tuple(axis) if isinstance(axis, list) else axis
     for op, ref in (("sum", np.sum), ("mean", np.mean), ("max", np.max), ("min", np.min)):
         out = b64.to_numpy(getattr(b64, op)(t, axis=axis, keepdims=keepdims))
-        np.testing.assert_allclose(out, ref(x, axis=np_axis, keepdims=keepdims), rtol=RTOL_F64, atol=ATOL_F64)
+        np.testing.assert_allclose(out, ref(x, axis=np_axis, keepdims=keepdims), rtol=FORWARD_F64.rtol,
+                                   atol=FORWARD_F64.atol)
 
 
 def test_argmax_picks_the_first_of_ties_like_numpy(b64):
@@ -294,7 +292,7 @@ def test_take_with_2d_indices_matches_numpy(b64, axis):
     ax = axis % 3
     _, w, (g,) = grads_of(b64, lambda t: b64.take(t, idx, axis=axis), x)
     expected = scatter_add_reference(x.shape, lambda p: p[:ax] + (idx[p[ax:ax + 2]] % x.shape[ax],) + p[ax + 2:], w)
-    np.testing.assert_allclose(g, expected, rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(g, expected, rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
 
 
 @pytest.mark.parametrize("x_shape, idx_shape, axis", [
@@ -322,7 +320,7 @@ def test_take_along_axis_matches_numpy_with_gradient(b64, x_shape, idx_shape, ax
         q = list(p)
         q[ax] = idx_b[p] % n
         return tuple(0 if x_shape[i] == 1 else q[i] for i in range(len(q)))
-    np.testing.assert_allclose(g, scatter_add_reference(x_shape, source, w), rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(g, scatter_add_reference(x_shape, source, w), rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
 
 
 def test_shape_ops_match_numpy(b64):
@@ -335,8 +333,8 @@ def test_shape_ops_match_numpy(b64):
     np.testing.assert_array_equal(b64.to_numpy(b64.concatenate([t, t], axis=1)), np.concatenate([x, x], axis=1))
     np.testing.assert_array_equal(b64.to_numpy(b64.concatenate([t])), x)
     m = np.random.default_rng(7).normal(size=(3, 4, 5))
-    np.testing.assert_allclose(b64.to_numpy(b64.matmul(t, b64.convert(m[:1]))), x @ m[:1], rtol=RTOL_F64)
-    np.testing.assert_allclose(b64.to_numpy(b64.matmul(t[0], b64.convert(m[0]))), x[0] @ m[0], rtol=RTOL_F64)
+    np.testing.assert_allclose(b64.to_numpy(b64.matmul(t, b64.convert(m[:1]))), x @ m[:1], rtol=FORWARD_F64.rtol)
+    np.testing.assert_allclose(b64.to_numpy(b64.matmul(t[0], b64.convert(m[0]))), x[0] @ m[0], rtol=FORWARD_F64.rtol)
 
 
 # ----------------------------------------------------- variables, autodiff
@@ -418,7 +416,6 @@ def test_ops_dispatch_through_unidl_ops(b64):
 
 def test_predict_and_evaluate_run_one_traced_graph_with_eager_numbers():
     from unidl import layers
-    from unidl.testing.tolerances import FORWARD_F64
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(37, 5, 3)), np.eye(3)[rng.integers(0, 3, 37)]
     results = {}

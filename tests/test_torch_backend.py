@@ -15,11 +15,7 @@ torch = pytest.importorskip("torch")
 
 import unidl  # noqa: E402
 from unidl.backend import Backend, BackendError  # noqa: E402
-
-# Tolerances from shared/CONVENTIONS.md (forward and gradient, backend vs reference).
-RTOL_F64, ATOL_F64 = 1e-10, 1e-12
-RTOL_F32, ATOL_F32 = 1e-5, 1e-6
-GRAD_RTOL_F64 = 1e-8
+from unidl.tolerances import FORWARD_F64, GRAD_F64  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 
@@ -176,7 +172,8 @@ def test_reductions_follow_numpy_axes(b64, axis, keepdims):
     t = b64.convert(x)
     for op, ref in (("sum", np.sum), ("mean", np.mean), ("max", np.max), ("min", np.min)):
         out = b64.to_numpy(getattr(b64, op)(t, axis=axis, keepdims=keepdims))
-        np.testing.assert_allclose(out, ref(x, axis=axis, keepdims=keepdims), rtol=RTOL_F64, atol=ATOL_F64)
+        np.testing.assert_allclose(out, ref(x, axis=axis, keepdims=keepdims), rtol=FORWARD_F64.rtol,
+                                   atol=FORWARD_F64.atol)
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
@@ -190,7 +187,7 @@ def test_take_with_2d_indices_matches_numpy(b64, axis):
     for pos in np.ndindex(*w.shape):
         src = list(pos[:axis % 3]) + [idx[pos[axis % 3:axis % 3 + 2]]] + list(pos[axis % 3 + 2:])
         expected[tuple(src)] += w[pos]
-    np.testing.assert_allclose(g, expected, rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(g, expected, rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
 
 
 def test_take_along_axis_and_shape_ops_match_numpy(b64):
@@ -207,7 +204,7 @@ def test_take_along_axis_and_shape_ops_match_numpy(b64):
     np.testing.assert_array_equal(b64.to_numpy(b64.reshape(t, (-1,))), x.reshape(-1))
     batch = rng.normal(size=(2, 1, 3, 4))
     np.testing.assert_allclose(b64.to_numpy(b64.matmul(b64.convert(batch), b64.convert(x.T))),
-                               batch @ x.T, rtol=RTOL_F64, atol=ATOL_F64)
+                               batch @ x.T, rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
 
 
 def test_native_composites_match_the_generic_ones(b64):
@@ -216,13 +213,13 @@ def test_native_composites_match_the_generic_ones(b64):
         for axis in (-1, 0):
             np.testing.assert_allclose(b64.to_numpy(getattr(b64, op)(x, axis=axis)),
                                        b64.to_numpy(getattr(Backend, op)(b64, x, axis=axis)),
-                                       rtol=RTOL_F64, atol=ATOL_F64)
+                                       rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
     # softplus differs from the generic relu/abs formula on purpose: slope 1/2 at 0.
     xs = [-800.0, -1.0, 0.0, 0.5, 20.0, 800.0]
     value, w, (g,) = grads_of(b64, b64.softplus, xs)
-    np.testing.assert_allclose(value, np.sum(w * np.logaddexp(0.0, xs)), rtol=RTOL_F64, atol=ATOL_F64)
+    np.testing.assert_allclose(value, np.sum(w * np.logaddexp(0.0, xs)), rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
     sigmoid = 0.5 * (1.0 + np.tanh(np.array(xs) / 2.0))  # overflow-free form
-    np.testing.assert_allclose(g, w * sigmoid, rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(g, w * sigmoid, rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
     for op in ("zeros", "ones"):
         for dtype in (None, "int64"):
             native, generic = getattr(b64, op)((2, 3), dtype), getattr(Backend, op)(b64, (2, 3), dtype)
@@ -243,8 +240,8 @@ def test_value_and_grad_zeros_for_unused_and_frozen_and_no_grad_left(b64):
 
     loss, aux, grads = b64.value_and_grad(fn, [used, unused, frozen])
     assert aux == "aux" and not loss.requires_grad
-    np.testing.assert_allclose(b64.to_numpy(loss), 1 * 4 + 4 * 5, rtol=RTOL_F64)
-    np.testing.assert_allclose(b64.to_numpy(grads[0]), [2 * 1 * 4, 2 * 2 * 5], rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(b64.to_numpy(loss), 1 * 4 + 4 * 5, rtol=FORWARD_F64.rtol)
+    np.testing.assert_allclose(b64.to_numpy(grads[0]), [2 * 1 * 4, 2 * 2 * 5], rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
     np.testing.assert_array_equal(b64.to_numpy(grads[1]), [0.0])
     np.testing.assert_array_equal(b64.to_numpy(grads[2]), [0.0, 0.0])
     assert all(v.grad is None for v in (used, unused, frozen))
@@ -257,7 +254,7 @@ def test_value_and_grad_works_inside_no_grad(b64):
     v = b64.variable(np.array([3.0]))
     with b64.no_grad():
         _, _, (g,) = b64.value_and_grad(lambda: (b64.sum(b64.square(v)), None), [v])
-    np.testing.assert_allclose(b64.to_numpy(g), [6.0], rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(b64.to_numpy(g), [6.0], rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
 
 
 def test_variable_owns_its_storage_and_assign_is_in_place(b64):
@@ -274,8 +271,8 @@ def test_variable_owns_its_storage_and_assign_is_in_place(b64):
 def test_grad_wrt_inputs(b64):
     x = np.array([0.5, -1.0, 2.0])
     value, grads = b64.grad_wrt_inputs(lambda t: b64.sum(b64.exp(t)), [x])
-    np.testing.assert_allclose(b64.to_numpy(value), np.exp(x).sum(), rtol=RTOL_F64)
-    np.testing.assert_allclose(b64.to_numpy(grads[0]), np.exp(x), rtol=GRAD_RTOL_F64)
+    np.testing.assert_allclose(b64.to_numpy(value), np.exp(x).sum(), rtol=FORWARD_F64.rtol)
+    np.testing.assert_allclose(b64.to_numpy(grads[0]), np.exp(x), rtol=GRAD_F64.rtol, atol=GRAD_F64.atol)
 
 
 def test_ops_dispatch_reaches_torch(b32):

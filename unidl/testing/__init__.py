@@ -77,7 +77,10 @@ activation, loss and layer families check the gradients against central
 finite differences instead (check ``fd``), and the optimizer and training
 families leave it out; ``fused``, ``compiled`` and ``error`` run everywhere.
 
-Tolerances are the named constants of :mod:`unidl.testing.tolerances`.
+Tolerances are the named constants of :mod:`unidl.tolerances` (re-exported by
+:mod:`unidl.testing.tolerances`, which adds the backends' declared overrides).
+Finite differences, in the kit and in unidl's own tests, come from one helper:
+:func:`unidl.testing.gradcheck.central_differences`.
 
 Each check of each case is its own pytest item, named
 ``test_op_grad[torch-float32-softmax-large]`` (backend-dtype-item-case), and
@@ -108,6 +111,30 @@ they touched, in the conformance summary that ends the pytest run, next to the
 passed / failed / excluded counts of every backend and dtype, the same counts
 per family, and the notes (e.g. "generic only" fused rules).
 
+A failure's first line (what pytest's one-line summary shows) is the whole
+verdict: the backend, dtype, item, case and its input shapes, what was
+compared ("forward", "grad of input 1", "grad of kernel"), then the shape,
+the dtype, and for values the max abs and max rel error against the named
+tolerance with its rtol/atol::
+
+    backend 'jax' (float64), op 'exp', case 'basic' [inputs [(3, 4) in [-2, 2)]]: forward:
+    shape (3, 4), dtype float64: 12 of 12 values outside FORWARD_F64 (rtol=1e-10, atol=1e-12):
+    max abs err 2.23e-07, max rel err 5.36e-08
+
+The summary lists the failures **by root op**. The kit records which ops each
+check called (:mod:`unidl.testing.recording`); an op failing its own checks
+is a root, and a later failure of another check (a layer, a loss, a training
+run, a composite op) that called a failing op is listed under it as "caused
+by op X" rather than as a failure of its own; only the rest are listed as
+independent (:mod:`unidl.testing.rootcause`). Fix the root ops first.
+
+Right after collection an **accuracy probe** runs a few ops (matmul, exp,
+log, tanh, sum) on each target and compares them with NumPy in float64
+(:mod:`unidl.testing.probe`). When a target's results are only as accurate as
+a coarser precision (float64 kernels that compute in float32; float32
+matmuls in TF32), it prints a warning naming the ops and their errors, before
+the first check and again in the summary. The probe never fails a run.
+
 The checks are plain functions too, usable outside pytest:
 ``checks.check_forward(backend, spec, case)`` with specs from
 :mod:`unidl.testing.opspecs`; ``blockchecks.check_grad(backend, None,
@@ -116,7 +143,7 @@ The checks are plain functions too, usable outside pytest:
 ``check_training``, ``check_raises`` with cases from
 :mod:`unidl.testing.trainspecs`. Each raises ``checks.ConformanceError``
 naming the backend, dtype, family, item, case, what was compared and the max
-abs/rel error.
+abs/rel error against the named tolerance.
 
 A backend author's own extra tests can take the ``unidl_backend`` fixture
 (no marker needed): they then run once per target, on the same session-wide

@@ -19,7 +19,7 @@ inputs, what was compared ("output", "grad of kernel") and the max abs/rel error
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +27,8 @@ import unidl
 from unidl.backend import Backend
 
 from . import tolerances
-from .checks import FD_STEP, ConformanceError, _run, _tensor_to_numpy, compare, reference
+from .checks import ConformanceError, _run, _tensor_to_numpy, compare, reference
+from .gradcheck import central_differences_of_state
 from .kit import CheckId
 from .tolerances import Tolerance
 
@@ -121,27 +122,10 @@ def check_finite_differences(backend: Backend | None, family: str, case: Any,
 
         compare(f"{label}: value of the objective vs a second evaluation", value, objective(), tol)
         for key, variable in bound.variables.items():
-            numeric = _central_differences(backend, variable, objective)
+            numeric = central_differences_of_state(
+                objective, _tensor_to_numpy(backend, variable),
+                lambda value, variable=variable: backend.assign(variable, backend.convert(value)))
             compare(f"{label} of {key} vs central differences", grads[key], numeric, tol, dtype=backend.dtype)
-
-
-def _central_differences(backend: Backend, variable: Any, objective: Callable[[], float]) -> np.ndarray:
-    """d objective / d variable, element by element, by assigning perturbed values to the variable."""
-    start = _tensor_to_numpy(backend, variable).astype(np.float64)
-    grad = np.zeros_like(start)
-    try:
-        for idx in np.ndindex(start.shape):
-            h = FD_STEP * max(1.0, abs(float(start[idx])))
-            values = []
-            for sign in (1.0, -1.0):
-                moved = start.copy()
-                moved[idx] += sign * h
-                backend.assign(variable, backend.convert(moved))
-                values.append(objective())
-            grad[idx] = (values[0] - values[1]) / (2 * h)
-    finally:
-        backend.assign(variable, backend.convert(start))
-    return grad
 
 
 def _same_keys(label: str, what: str, got: dict, expected: dict) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -26,15 +27,46 @@ import unidl
 from unidl.backend import PRIMITIVES, Backend, BackendError, missing_ops
 
 from . import tolerances
+from .gradcheck import FD_STEP, central_differences  # noqa: F401 -- FD_STEP: checks.FD_STEP is public
 from .kit import REFERENCE_BACKEND, REFERENCE_DTYPE, CheckId
 from .opspecs import Case, OpSpec, make_inputs, make_upstream, resolve_kwargs
 from .tolerances import Tolerance
 
-FD_STEP = 1e-6  # relative step of the central differences: h = FD_STEP * max(1, |x|)
-
-
 class ConformanceError(AssertionError):
-    """A backend does not do what the contract says."""
+    """A backend does not do what the contract says.
+
+    The message's first line is the whole verdict (pytest's one-line summary
+    shows it): where (backend, dtype, family, item, case and its inputs), what
+    was compared ("forward", "grad of input 1"), the shape and dtype, and for
+    values the max abs and rel error against the named tolerance. Further
+    lines add detail (the worst element).
+    """
+
+    @property
+    def brief(self) -> str:
+        """The first line without its "backend ..., case ... [inputs]: " prefix, for the summary,
+        which names the check already."""
+        return brief(str(self))
+
+
+class MissingOpsError(ConformanceError):
+    """The backend lacks primitive ops; ``missing_ops`` names them (the summary files this under them)."""
+
+    def __init__(self, missing_ops: list[str], message: str):
+        super().__init__(message)
+        self.missing_ops = tuple(missing_ops)
+
+
+def brief(message: str) -> str:
+    """The first line of a kit failure message, less the prefix naming the backend, item and case."""
+    first = message.split("\n", 1)[0]
+    match = _WHERE.match(first)
+    return first[match.end():] if match else first
+
+
+# The prefix every check label starts with (see the _label helpers): "backend 'x' (dtype), <family>
+# 'item', case 'name' [inputs]: ". The inputs' description has no "]: " of its own.
+_WHERE = re.compile(r"backend '[^']*'.*?, case '[^']*' \[.*?\]: ")
 
 
 # ---------------------------------------------------------------- comparing
@@ -51,29 +83,40 @@ def compare(label: str, actual: Any, expected: Any, tol: Tolerance, dtype: str |
         raise ConformanceError(f"{label}: shape {actual.shape}, expected {expected.shape}")
     if dtype is not None and actual.dtype != np.dtype(dtype):
         raise ConformanceError(f"{label}: dtype {actual.dtype}, expected {dtype} (shape {actual.shape})")
-    if actual.dtype.kind == "f":
-        ok = tol.close(actual.astype(np.float64), expected.astype(np.float64))
-        rule = str(tol)
-    else:
-        ok = actual == expected
-        rule = "exact equality"
+    floating = actual.dtype.kind == "f" or expected.dtype.kind == "f"
+    ok = (tol.close(actual.astype(np.float64), expected.astype(np.float64)) if floating
+          else actual == expected)
     if ok.all():
         return
-    raise ConformanceError(f"{label}: values differ (shape {actual.shape}, dtype {actual.dtype})\n"
-                           + _error_report(actual, expected, ok, rule))
+    rule = str(tol) if floating else "exact equality"
+    raise ConformanceError(f"{label}: shape {actual.shape}, dtype {actual.dtype}: "
+                           + mismatch_report(actual, expected, ok, rule))
 
 
-def _error_report(actual: np.ndarray, expected: np.ndarray, ok: np.ndarray, rule: str) -> str:
+def mismatch_report(actual: np.ndarray, expected: np.ndarray, ok: np.ndarray, rule: str) -> str:
+    """"N of M values outside RULE: max abs err A, max rel err R", then a line on the worst element.
+
+    The errors are over all elements (a NaN or inf where a finite value was
+    expected counts as an infinite error); the relative error over the elements
+    whose expected value is not 0. The worst element is the failing one with
+    the largest abs error.
+    """
     a, e = actual.astype(np.float64), expected.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        abs_err = np.where(ok, 0.0, np.abs(a - e))
-        abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # a NaN where none was expected is the worst
-        rel_err = np.where(abs_err == 0, 0.0, abs_err / np.abs(e))  # inf where 0 was expected
-    worst = np.unravel_index(int(np.argmax(abs_err)), abs_err.shape) if abs_err.ndim else ()
-    return (f"  {int((~ok).sum())} of {ok.size} elements outside {rule}\n"
-            f"  max abs err {float(abs_err.max()):.3g} at index {tuple(int(i) for i in worst)}: "
-            f"got {float(a[worst]):.10g}, expected {float(e[worst]):.10g}\n"
-            f"  max rel err {float(rel_err.max()):.3g}")
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        abs_err = np.abs(a - e)
+        abs_err = np.where(np.isnan(a) & np.isnan(e), 0.0, abs_err)
+        abs_err = np.where(np.isnan(abs_err) | np.isinf(abs_err), np.inf, abs_err)
+        rel_err = np.where(e != 0, abs_err / np.abs(e), 0.0)
+        excess = np.where(ok, -1.0, abs_err)  # among the failing elements, the largest error
+    worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.ndim else ()
+    return (f"{int((~ok).sum())} of {ok.size} values outside {rule}: "
+            f"max abs err {_g(abs_err.max(initial=0.0))}, max rel err {_g(rel_err.max(initial=0.0))}\n"
+            f"  worst at index {tuple(int(i) for i in worst)}: got {float(a[worst]):.10g}, "
+            f"expected {float(e[worst]):.10g}")
+
+
+def _g(x: float) -> str:
+    return f"{float(x):.3g}"
 
 
 def expected_dtype(reference_out: Any, kwargs: dict[str, Any], compute_dtype: str) -> str:
@@ -267,21 +310,10 @@ def check_finite_differences(spec: OpSpec, case: Case, backend: Backend | None =
             return float(np.sum(_tensor_to_numpy(backend, out) * r))
 
     value, grads = _run(label, lambda: _objective_grads(backend, spec, case, values, r))
-    numeric = [_central_differences(objective, values, i) for i in case.diff_indices()]
+    numeric = [central_differences(lambda x, i=i: objective(_replaced(values, i, x)), values[i])
+               for i in case.diff_indices()]
     _compare_grads(label, "central differences", case, values, value, grads, objective(values), numeric, tol,
                    backend.dtype)
-
-
-def _central_differences(f: Callable[[list[Any]], float], values: list[Any], i: int) -> np.ndarray:
-    x = np.array(values[i], dtype=np.float64)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        h = FD_STEP * max(1.0, abs(float(x[idx])))
-        up, down = x.copy(), x.copy()
-        up[idx] += h
-        down[idx] -= h
-        grad[idx] = (f(_replaced(values, i, up)) - f(_replaced(values, i, down))) / (2 * h)
-    return grad
 
 
 def _replaced(values: list[Any], i: int, x: np.ndarray) -> list[Any]:
@@ -310,7 +342,7 @@ def check_contract(backend: Backend) -> None:
     """The backend implements every primitive op, or the report names each one it lacks."""
     missing = missing_ops(backend)
     if missing:
-        raise ConformanceError(
+        raise MissingOpsError(missing,
             f"backend {backend.name!r} ({type(backend).__module__}.{type(backend).__name__}) does not implement "
             f"{len(missing)} of the {len(PRIMITIVES)} primitive ops: {', '.join(missing)}. Each op's contract "
             "is in unidl.backend.PRIMITIVES; see docs/writing-a-backend.md")

@@ -26,7 +26,7 @@ from unidl import layers
 from unidl.backend import HALF_DTYPES, Backend
 
 from . import tolerances
-from .checks import ConformanceError
+from .checks import ConformanceError, compare
 from .tolerances import Tolerance
 
 __all__ = ["MixedCase", "mixed_cases", "check_mixed_forward", "check_mixed_training"]
@@ -104,12 +104,7 @@ def check_mixed_forward(backend: Backend, reference: Backend, case: MixedCase) -
     tol = _tolerance(case)
     out = _model(case, backend, f"mixed_{case.item}").predict(x)
     expected = _model(case, reference, None).predict(x)
-    if out.dtype != np.float32:
-        raise ConformanceError(_label(backend, case, f"outputs are {out.dtype}, expected float32"))
-    bad = ~tol.close(out, expected)
-    if bad.any():
-        raise ConformanceError(_label(backend, case, f"{int(bad.sum())} of {bad.size} outputs off the reference "
-                                      f"by up to {np.abs(out - expected).max():.3g}; allowed {tol}"))
+    compare(_label(backend, case, "forward (predict) vs the float64 reference"), out, expected, tol, dtype="float32")
     if np.abs(out - expected).max() <= tolerances.FORWARD_F32.atol:
         raise ConformanceError(_label(backend, case, f"outputs match the reference to float32 precision: the "
                                       f"forward pass did not compute in {case.item}"))
@@ -140,7 +135,9 @@ def check_mixed_training(backend: Backend, reference: Backend, case: MixedCase) 
             continue  # moving statistics also move on skipped steps (the forward pass ran)
         moved, expected = got - w0, want - w0
         scale = max(np.abs(expected).max(), 1e-3)  # relative to the largest step of this weight
-        err = np.abs(moved - expected).max() / scale
+        abs_err = np.abs(moved - expected).max()
+        err = abs_err / scale
         if not np.isfinite(err) or err > tol.rtol + tol.atol:
-            raise ConformanceError(_label(backend, case, f"weight {w.name!r} moved {err:.3g} (relative to its "
-                                          f"largest step) off the reference's {STEPS} SGD step(s); allowed {tol}"))
+            raise ConformanceError(_label(backend, case, f"trajectory: step of weight {w.name!r} {got.shape} vs "
+                                          f"the reference's {STEPS} SGD step(s): max abs err {abs_err:.3g}, "
+                                          f"max rel err {err:.3g} (relative to its largest step) over {tol}"))

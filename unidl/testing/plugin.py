@@ -15,8 +15,13 @@ What it adds (see ``unidl.testing`` for the user-facing story):
 * fixtures ``unidl_backend`` (applies the backend's declared exclusions and
   records its loosened tolerances), ``unidl_reference`` (NumPy float64),
   ``unidl_note`` (a remark for the summary, e.g. "generic rule only");
+* an accuracy probe per target, right after collection (:mod:`unidl.testing.probe`):
+  a warning when a target's kernels compute in a coarser precision than its dtype;
 * a conformance summary at the end of the run: counts per target, per
-  family and target, declared exclusions and tolerances, notes, failures.
+  family and target, declared exclusions and tolerances, notes, the probe's
+  warnings, and the failures grouped by the op that caused them
+  (:mod:`unidl.testing.rootcause`; the ops each check called are recorded by
+  :mod:`unidl.testing.recording`), each with its one-line message.
 """
 from __future__ import annotations
 
@@ -31,7 +36,9 @@ import unidl
 from unidl.backend import BackendError
 from unidl.registry import REGISTRY, UnknownBackendError
 
+from . import probe, recording
 from .kit import MARK, REFERENCE_BACKEND, REFERENCE_DTYPE, CheckId, Target, check_id_for, most_specific
+from .rootcause import Failure, Grouping, RootOp, group_by_root_op
 from .tolerances import override
 
 ENV_BACKENDS = "UNIDL_TEST_BACKENDS"
@@ -40,6 +47,7 @@ OUTCOMES = ("passed", "failed", "excluded", "skipped")
 
 _KIT = pytest.StashKey["ConformanceKit"]()
 _DEFAULT_BACKENDS = pytest.StashKey[tuple]()
+_BACKEND_UNDER_TEST = pytest.StashKey[Any]()  # on an item: the backend whose op calls its check records
 
 
 def set_default_backends(config: pytest.Config, names: Iterable[str]) -> None:
@@ -101,6 +109,8 @@ def unidl_backend(request: pytest.FixtureRequest, unidl_target: Target) -> Any:
     check_id = _check_id(request.node)
     if check_id is not None:
         kit.apply_declarations(request.node, backend, check_id)
+    recording.take(backend)  # forget what earlier checks called: from here on, it is this check's
+    request.node.stash[_BACKEND_UNDER_TEST] = backend
     return backend
 
 
@@ -143,6 +153,8 @@ class ConformanceKit:
         self.untested: dict[str, str] = {}    # backend or target -> why it was not tested
         # nodeid -> (target, outcome, check id); a later phase's failure overrides.
         self._outcomes: dict[str, tuple[str, str, str]] = {}
+        self._failures: dict[str, Failure] = {}             # nodeid -> what the summary says of it
+        self._probe_warnings: dict[str, str] = {}           # target -> the accuracy probe's warning
         self._exclusions: dict[tuple[str, str], list] = {}   # (backend, pattern) -> [reason, count]
         self._loosened: dict[tuple[str, str], list] = {}     # (backend, pattern) -> [text, count]
         self._notes: dict[tuple[str, str], set[str]] = {}    # (backend, topic) -> subjects
@@ -204,13 +216,7 @@ class ConformanceKit:
     def backend(self, target: Target, device: str | None) -> Any:
         """The backend for ``target`` on ``device``, built on first use. A BackendError
         (e.g. an unsupported dtype) skips the test; any other failure to build fails it."""
-        key = (target, device)
-        if key not in self._backends:
-            try:
-                self._backends[key] = unidl.get_backend(target.backend, dtype=target.dtype, device=device)
-            except Exception as exc:  # remembered, so a broken backend is not rebuilt for every test
-                self._backends[key] = exc
-        got = self._backends[key]
+        got = self._build(target, device)
         if isinstance(got, Exception):
             if isinstance(got, BackendError):
                 self.untested[str(target)] = str(got)
@@ -218,6 +224,18 @@ class ConformanceKit:
             raise RuntimeError(f"could not build backend {target.backend!r} with dtype "
                                f"{target.dtype}: {type(got).__name__}: {got}") from got
         return got
+
+    def _build(self, target: Target, device: str | None) -> Any:
+        """The backend, or the exception building it raised (remembered: a broken backend is built once)."""
+        key = (target, device)
+        if key not in self._backends:
+            try:
+                backend = unidl.get_backend(target.backend, dtype=target.dtype, device=device)
+                recording.instrument(backend)  # the summary files failures under the ops they used
+                self._backends[key] = backend
+            except Exception as exc:
+                self._backends[key] = exc
+        return self._backends[key]
 
     def apply_declarations(self, item: pytest.Item, backend: Any, check_id: CheckId) -> None:
         """Skip an excluded check; record a loosened tolerance (the check itself applies it)."""
@@ -233,7 +251,37 @@ class ConformanceKit:
             item.user_properties.append(("unidl_tolerance", (
                 backend.name, pattern, f"rtol={tol.rtol:g} atol={tol.atol:g}: {tol.reason}")))
 
+    # ---------------------------------------------------------- the accuracy probe
+    @pytest.hookimpl(tryfirst=True)  # before the terminal reporter asks for the lines below
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.config.getoption("collectonly"):
+            return
+        targets = {item.callspec.params["unidl_target"] for item in session.items
+                   if "unidl_target" in getattr(getattr(item, "callspec", None), "params", {})}
+        for target in sorted((t for t in targets if t is not None), key=str):
+            backend = self._build(target, self.device)
+            if isinstance(backend, Exception):
+                continue  # the tests say why, one by one
+            text = probe.warning_text(target.backend, target.dtype, probe.probe(backend))
+            recording.take(backend)  # the probe's calls are no check's
+            if text:
+                self._probe_warnings[str(target)] = text
+
+    def pytest_report_collectionfinish(self) -> list[str]:
+        return [f"WARNING unidl accuracy probe: {text}" for _, text in sorted(self._probe_warnings.items())]
+
     # ---------------------------------------------------------- reporting
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
+        # user_properties are copied into the report when it is made: add these first.
+        if call.when == "call" and _BACKEND_UNDER_TEST in item.stash:
+            used = recording.take(item.stash[_BACKEND_UNDER_TEST])
+            used |= recording.missing_ops_in(call.excinfo.value if call.excinfo else None)
+            item.user_properties.append(("unidl_ops", tuple(sorted(used))))
+        if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
+            item.user_properties.append(("unidl_brief", _brief(call.excinfo.value)))
+        yield
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
         target = props.get("unidl_target")
@@ -259,7 +307,12 @@ class ConformanceKit:
         previous = self._outcomes.get(report.nodeid)
         if previous is not None and previous[1] == "failed":
             return
-        self._outcomes[report.nodeid] = (target, outcome, props.get("unidl_check", report.nodeid))
+        check = props.get("unidl_check", report.nodeid)
+        self._outcomes[report.nodeid] = (target, outcome, check)
+        if outcome == "failed":
+            self._failures[report.nodeid] = Failure(check, *_family_and_item(check),
+                                                    ops=frozenset(props.get("unidl_ops", ())),
+                                                    brief=props.get("unidl_brief", ""))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self._outcomes and not self.untested:
@@ -267,11 +320,11 @@ class ConformanceKit:
         write = terminalreporter.write_line
         terminalreporter.write_sep("=", "unidl conformance summary")
         counts: dict[str, Counter] = defaultdict(Counter)
-        failures: dict[str, list[str]] = defaultdict(list)
-        for target, outcome, check in self._outcomes.values():
+        failures: dict[str, list[Failure]] = defaultdict(list)
+        for nodeid, (target, outcome, check) in self._outcomes.items():
             counts[target][outcome] += 1
             if outcome == "failed":
-                failures[target].append(check)
+                failures[target].append(self._failures[nodeid])
         write(f"{'backend-dtype':<24}" + "".join(f"{o:>10}" for o in OUTCOMES))
         for target in sorted(counts):
             write(f"{target:<24}" + "".join(f"{counts[target][o]:>10}" for o in OUTCOMES))
@@ -286,10 +339,12 @@ class ConformanceKit:
             write("not tested:")
             for name, why in sorted(self.untested.items()):
                 write(f"  {name}: {why}")
+        if self._probe_warnings:
+            write("accuracy probe (warnings, not failures):")
+            for _, text in sorted(self._probe_warnings.items()):
+                write(f"  {text}")
         for target in sorted(failures):
-            write(f"failed on {target} ({len(failures[target])}):")
-            for check in sorted(failures[target]):
-                write(f"  {check}")
+            _write_failures(write, target, group_by_root_op(failures[target]))
 
     def _write_families(self, write: Any) -> None:
         """passed/failed/excluded (and /skipped, when any) per family and target."""
@@ -317,3 +372,77 @@ class ConformanceKit:
         write(f"{title}:")
         for (backend, pattern), (text, count) in sorted(table.items()):
             write(f"  {backend} [{pattern}] ({count} checks): {text}")
+
+
+# ---------------------------------------------------------------- failures, by root op
+
+
+def _brief(exc: BaseException) -> str:
+    """The one line the summary shows for a failure: a kit error's verdict, else the exception's first line."""
+    brief = getattr(exc, "brief", None)
+    if isinstance(brief, str):
+        return brief
+    first = str(exc).split("\n", 1)[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _family_and_item(check: str) -> tuple[str, str]:
+    if "::" in check:  # a plain test's node id, not a check id
+        return "other", check
+    family, item = (check.split(":") + [""])[:2]
+    return family, item
+
+
+def _write_failures(write: Callable[[str], None], target: str, grouping: Grouping) -> None:
+    """The failures of one target: each root op with its own failures, then those it caused, then the rest."""
+    write(_failures_header(target, grouping))
+    for root in grouping.roots:
+        _write_root(write, root)
+    if grouping.independent and grouping.roots:
+        write("  independent of the failing ops:")
+    indent = "    " if grouping.roots else "  "
+    for failure in grouping.independent:
+        write(f"{indent}{_line(failure)}")
+
+
+def _failures_header(target: str, grouping: Grouping) -> str:
+    """"failed on torch-float64 (191: 3 root ops, 180 caused by them, 8 independent):"."""
+    total = sum(len(root.own) for root in grouping.roots) + grouping.caused_count + len(grouping.independent)
+    if not grouping.roots:
+        return f"failed on {target} ({total}):"
+    parts = [_plural(len(grouping.roots), "root op")]
+    if grouping.caused_count:
+        parts.append(f"{grouping.caused_count} caused by them")
+    if grouping.independent:
+        parts.append(f"{len(grouping.independent)} independent")
+    return f"failed on {target} ({total}: {', '.join(parts)}):"
+
+
+def _write_root(write: Callable[[str], None], root: RootOp) -> None:
+    write(f"  op {root.op}: {_plural(len(root.own), 'own failure')}"
+          + (f", {len(root.caused)} caused" if root.caused else ""))
+    for failure in root.own:
+        write(f"    {_line(failure)}")
+    if root.caused:
+        write(f"    caused by op {root.op} ({len(root.caused)}):")
+    for subject, count, also in _by_subject(root):
+        also_used = f", also used failing op {', '.join(also)}" if also else ""
+        write(f"      {subject} ({_plural(count, 'check')}){also_used}")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def _by_subject(root: RootOp) -> list[tuple[str, int, list[str]]]:
+    """The failures a root op caused, per family:item ("layer:Dense"): count, other failing ops used."""
+    subjects: dict[str, tuple[int, set[str]]] = {}
+    for failure in root.caused:
+        subject = f"{failure.family}:{failure.item}" if failure.family != "other" else failure.check
+        count, also = subjects.get(subject, (0, set()))
+        subjects[subject] = (count + 1, also | set(root.also.get(failure.check, ())))
+    return [(subject, count, sorted(also)) for subject, (count, also) in sorted(subjects.items())]
+
+
+def _line(failure: Failure) -> str:
+    return f"{failure.check}: {failure.brief}" if failure.brief else failure.check

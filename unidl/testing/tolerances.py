@@ -1,92 +1,22 @@
-"""Named tolerances of the conformance kit (the normative table is in CONVENTIONS.md).
+"""The conformance kit's tolerances: unidl's named ones, plus what a backend declares.
 
-A value passes when, elementwise, ``|actual - expected| <= atol + rtol * |expected|``
-(numpy.isclose's rule), NaN only matching NaN. No check uses a bare literal:
-a backend that needs a looser bound declares it in
-``Backend.conformance_tolerances`` with a reason; :func:`lookup` applies it,
+The named constants and their rule live in the leaf module :mod:`unidl.tolerances`
+(re-exported here, so ``unidl.testing.tolerances.FORWARD_F32`` keeps working).
+What is kit-specific is here: a backend that needs a looser bound declares it
+in ``Backend.conformance_tolerances`` with a reason; :func:`lookup` applies it,
 and the pytest plugin lists it in the conformance report.
-
-Float32 results are compared with references computed in float64 from the
-very same (float32-representable) inputs, so the whole budget goes to the
-backend under test, none to the reference.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from unidl.tolerances import (FD_F64, FORWARD_BF16, FORWARD_F16, FORWARD_F32, FORWARD_F64, GRAD_F32, GRAD_F64,
+                              TRAJECTORY_F32, TRAJECTORY_F64, Tolerance, default)
 
 from .kit import CheckId, most_specific
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """``rtol`` and ``atol`` under a name that failure messages and the report show."""
-    rtol: float
-    atol: float
-    name: str
-    reason: str = ""        # set for a backend's override: why the default is too tight
-    replaces: str = ""      # for an override: the name of the default it replaces
-
-    def close(self, actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
-        """Elementwise pass/fail mask."""
-        return np.isclose(actual, expected, rtol=self.rtol, atol=self.atol, equal_nan=True)
-
-    def __str__(self) -> str:
-        text = f"{self.name} (rtol={self.rtol:g}, atol={self.atol:g})"
-        return f"{text}, replaces {self.replaces}: {self.reason}" if self.replaces else text
-
-
-# Forward pass, backend vs the closed-form NumPy reference.
-FORWARD_F64 = Tolerance(1e-10, 1e-12, "FORWARD_F64")
-FORWARD_F32 = Tolerance(1e-5, 1e-6, "FORWARD_F32")
-
-# Gradients, backend vs the reference backend. CONVENTIONS gives float64 only an
-# rtol; the atol 1e-10 is for entries whose exact value is 0 but which come out
-# as rounding noise (a softmax gradient is a difference of O(1) terms, ~1e-16
-# each). It is 100x under the rtol slack of an O(1) gradient, so it hides no
-# real error, and a million times over float64 noise.
-GRAD_F64 = Tolerance(1e-8, 1e-10, "GRAD_F64")
-GRAD_F32 = Tolerance(1e-4, 1e-5, "GRAD_F32")
-
-# NumPy gradients vs central finite differences (float64 only). The atol covers
-# the difference quotient's own rounding, eps * |f| / h ~ 1e-16 * 10 / 1e-6 =
-# 1e-9 for the kit's small cases, with margin; its truncation error is
-# O(h^2) ~ 1e-12.
-FD_F64 = Tolerance(1e-5, 1e-7, "FD_F64")
-
-# Loss after N optimizer steps, backend vs reference (the training family).
-# CONVENTIONS gives rtol only; the atols are the forward ones, for losses
-# trained down to ~0.
-TRAJECTORY_F64 = Tolerance(1e-8, 1e-12, "TRAJECTORY_F64")
-TRAJECTORY_F32 = Tolerance(1e-3, 1e-6, "TRAJECTORY_F32")
-
-# Mixed precision (unidl.precision): a model computing in half precision vs the float64
-# reference with the same weights. Each op rounds to the half dtype's unit roundoff
-# (bfloat16 2^-9 ~ 2e-3, float16 2^-12 ~ 2.4e-4); a few layers of such roundings give a
-# few times that on O(1) outputs: seen up to 6e-3 (bfloat16) and 4e-4 (float16) on the
-# test models, so these bounds leave a 3x (bfloat16) and 7x (float16) margin.
-FORWARD_BF16 = Tolerance(2e-2, 2e-2, "FORWARD_BF16")
-FORWARD_F16 = Tolerance(3e-3, 3e-3, "FORWARD_F16")
-
-_DEFAULTS: dict[tuple[str, str], Tolerance] = {
-    ("forward", "float64"): FORWARD_F64,
-    ("forward", "float32"): FORWARD_F32,
-    ("grad", "float64"): GRAD_F64,
-    ("grad", "float32"): GRAD_F32,
-    ("fd", "float64"): FD_F64,
-    ("trajectory", "float64"): TRAJECTORY_F64,
-    ("trajectory", "float32"): TRAJECTORY_F32,
-}
-
-
-def default(kind: str, dtype: str) -> Tolerance:
-    """The named tolerance for a kind of check ("forward", "grad", "fd", "trajectory") and dtype."""
-    try:
-        return _DEFAULTS[(kind, dtype)]
-    except KeyError:
-        raise ValueError(f"no tolerance is defined for {kind!r} checks in {dtype}") from None
+__all__ = ["Tolerance", "default", "override", "lookup", "FORWARD_F64", "FORWARD_F32", "GRAD_F64", "GRAD_F32",
+           "FD_F64", "TRAJECTORY_F64", "TRAJECTORY_F32", "FORWARD_BF16", "FORWARD_F16"]
 
 
 def override(backend: Any, check_id: CheckId) -> tuple[str, Tolerance] | None:
