@@ -71,7 +71,8 @@ def signature(op: str) -> str:
 
 
 def _docstring(text: str, indent: str) -> str:
-    lines = textwrap.wrap(text.replace("\\", "\\\\").replace('"""', "'''"), width=96 - len(indent))
+    text = text.replace("\\", "\\\\").replace('"""', "'''")
+    lines = textwrap.wrap(text, width=100 - len(indent), break_long_words=False, break_on_hyphens=False)
     if len(lines) == 1:
         return f'{indent}"""{lines[0]}"""'
     return f'{indent}"""' + f"\n{indent}".join(lines) + f'\n{indent}"""'
