@@ -165,6 +165,9 @@ def test_the_command_line(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert cli.main(["new-backend", "Bad Name"]) == 2
     assert "may hold only lowercase letters" in capsys.readouterr().err
+    assert cli.main(["new-backend", NAME, "--dir", str(tmp_path / "other"), "--framework", 'x"; import os']) == 2
+    assert "--framework must be a module name" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_every_primitive_contract_starts_with_its_call():

@@ -166,9 +166,9 @@ def _normalize_axis(axis, ndim: int):
     """Return axis as a tuple of non-negative ints (all axes for None)."""
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, int):
+    if isinstance(axis, (int, np.integer)):
         axis = (axis,)
-    return tuple(a % ndim if ndim else a for a in axis)
+    return tuple(int(a) % ndim if ndim else int(a) for a in axis)
 
 
 def _window_counts(size, window, strides, pads) -> np.ndarray:

@@ -29,6 +29,7 @@ class ScaffoldError(ValueError):
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _NAME_CHAR = re.compile(r"[a-z0-9_]")
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def name_problem(name: str) -> str | None:
@@ -117,6 +118,8 @@ def new_backend(name: str, directory: str | Path | None = None, framework: str |
     problem = name_problem(name)
     if problem is not None:
         raise ScaffoldError(f"cannot use {name!r} as a backend name: {problem}")
+    if framework is not None and not _MODULE.fullmatch(framework):
+        raise ScaffoldError(f"--framework must be a module name such as mlx.core, got {framework!r}")
     dist = f"unidl-{name.replace('_', '-')}"
     root = Path(directory) if directory is not None else Path.cwd() / dist
     if root.exists():
