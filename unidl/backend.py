@@ -1,9 +1,18 @@
 """The backend contract: what a framework must provide for unidl to run on it.
 
-A backend is one small class. It implements the *primitive* ops listed in
-``PRIMITIVES`` plus a handful of state/autodiff methods; everything else
-(softmax, one_hot, every layer, loss and optimizer) is written once, over those
-primitives, and works unchanged on every backend.
+A backend is one small class. It implements the ops listed in ``PRIMITIVES``
+plus a handful of state and autodiff methods; everything else is
+written once, over those primitives, and works unchanged on every backend:
+
+* the ops in ``DERIVED`` (maximum, relu, clip, mean, the pools, conv2d_transpose...)
+  have a contract line of their own and a default in ``Backend``'s "derived ops"
+  section; a backend overrides one when its framework has a faster native kernel;
+* composites (``softmax``, ``logsumexp``, ``one_hot``...) are defined at the bottom
+  of ``Backend``; a backend may override one with a native kernel too;
+* every layer, loss, metric and optimizer.
+
+The conformance kit checks every op the same way, whether the backend wrote it
+or inherited it.
 
 Rules every backend follows (the conformance kit in ``unidl.testing`` checks them):
 
@@ -18,78 +27,37 @@ Rules every backend follows (the conformance kit in ``unidl.testing`` checks the
 * Importing the module that defines a backend class must not import its
   framework: import it in ``__init__`` (see einops' ``_backends.py`` for the idea).
 
-Composite ops (``softmax``, ``logsumexp``, ``one_hot``...) are defined at the
-bottom of ``Backend`` from primitives. A backend may override one with a native
-kernel when that is faster; the conformance kit then checks the override
-against this generic version.
+Frameworks whose arrays are immutable (JAX, MLX) get variables, gradients and
+compiled steps from the ``unidl.immutable_arrays.ImmutableArrays`` mixin.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from . import geometry
+
 Tensor = Any  # the backend's own tensor type
 Axis = "int | tuple[int, ...] | None"
 
-# name -> one-line contract. The conformance kit walks this table.
-PRIMITIVES: dict[str, str] = {
-    # conversion and introspection
-    "convert": "convert(x, dtype=None): numpy array / scalar / tensor -> tensor; floats take the compute dtype",
-    "to_numpy": "to_numpy(x): tensor -> numpy array (a copy the caller may keep)",
-    "shape": "shape(x): tuple of ints (the batch axis may be None inside a compiled step: reshape with -1)",
-    "cast": "cast(x, dtype): dtype is a string: float32, float64, int32, int64, bool",
-    # elementwise, broadcasting
-    "add": "add(a, b) = a + b",
-    "subtract": "subtract(a, b) = a - b",
-    "multiply": "multiply(a, b) = a * b",
-    "divide": "divide(a, b) = a / b (true division)",
-    "power": "power(a, b) = a ** b (a > 0 when b is a tensor)",
-    "maximum": "maximum(a, b): elementwise; on ties the gradient goes to a",
-    "minimum": "minimum(a, b): elementwise; on ties the gradient goes to a",
-    "equal": "equal(a, b) -> bool",
-    "not_equal": "not_equal(a, b) -> bool",
-    "greater": "greater(a, b) -> bool",
-    "greater_equal": "greater_equal(a, b) -> bool",
-    "less": "less(a, b) -> bool",
-    "less_equal": "less_equal(a, b) -> bool",
-    "where": "where(cond, a, b): a where cond is true else b; broadcasting",
-    # elementwise, unary
-    "negative": "negative(x) = -x",
-    "abs": "abs(x); gradient sign(x) (0 at 0)",
-    "sign": "sign(x) in {-1, 0, 1}; zero gradient",
-    "exp": "exp(x)",
-    "log": "log(x), x > 0",
-    "log1p": "log1p(x) = log(1 + x), x > -1",
-    "sqrt": "sqrt(x), x > 0",
-    "tanh": "tanh(x)",
-    "sigmoid": "sigmoid(x) = 1 / (1 + exp(-x)), stable for large |x|",
-    "relu": "relu(x) = max(x, 0); gradient 0 at x == 0",
-    "erf": "erf(x), the Gauss error function",
-    "clip": "clip(x, lo, hi); gradient 1 where lo <= x <= hi, else 0",
-    # reductions
-    "sum": "sum(x, axis=None, keepdims=False)",
-    "mean": "mean(x, axis=None, keepdims=False)",
-    "max": "max(x, axis=None, keepdims=False); gradient split evenly between ties",
-    "min": "min(x, axis=None, keepdims=False); gradient split evenly between ties",
-    "argmax": "argmax(x, axis=-1) -> int64; no gradient",
-    # shape and indexing
-    "reshape": "reshape(x, shape); one entry may be -1",
-    "transpose": "transpose(x, axes=None); None reverses the axes",
-    "concatenate": "concatenate(xs, axis=-1): xs is a sequence of tensors",
-    "take": "take(x, indices, axis=0): gather whole slices (like numpy.take)",
-    "take_along_axis": "take_along_axis(x, indices, axis): like numpy.take_along_axis",
-    # linear algebra
-    "matmul": "matmul(a, b): a (..., n, k) @ b (..., k, m), batch axes broadcast; 2-D and higher",
-    # autodiff helper
-    "stop_gradient": "stop_gradient(x): same value, no gradient flows back",
-}
+# Every op of ``unidl.ops`` is in exactly one of three tables:
+#
+# * PRIMITIVES: what a backend MUST implement (name -> one-line contract);
+# * DERIVED: ops with a contract of their own that ``Backend`` already implements over
+#   the primitives (name -> one-line contract); a backend overrides one when its native
+#   kernel is faster, keeping the contract's tie and kink conventions;
+# * COMPOSITES: helpers written once in ``Backend`` (softmax, one_hot...), documented there.
+#
+# The conformance kit checks all three on every backend, overrides included.
 
-# Neural-network primitives (NHWC images, canonical kernel layouts; see CONVENTIONS.md).
+# Neural-network ops (NHWC images, canonical kernel layouts; see CONVENTIONS.md).
 # ``padding`` is "valid", "same" (total = max((ceil(n/s)-1)*s + (k-1)*d + 1 - n, 0),
 # before = total // 2, the rest after) or explicit ((top, bottom), (left, right)).
+# pad and conv2d are primitives, the other three derived; this table holds all five.
 NN_PRIMITIVES: dict[str, str] = {
     "pad": "pad(x, pad_width, value=0.0): pad_width is one (before, after) pair per axis, like numpy.pad",
     "conv2d": ("conv2d(x, kernel, strides=(1, 1), padding='valid', dilation=(1, 1), groups=1): "
@@ -104,9 +72,78 @@ NN_PRIMITIVES: dict[str, str] = {
     "avg_pool2d": ("avg_pool2d(x, pool_size, strides, padding='valid'): NHWC window mean over the cells "
                    "inside the input (padding is not counted, as Keras/TF)"),
 }
-PRIMITIVES.update(NN_PRIMITIVES)
 
-# Ops the dispatching module ``unidl.ops`` exposes: primitives plus composites.
+# name -> one-line contract: the ops every backend implements. ``missing_ops`` and the
+# kit's contract check walk this table; ``unidl new-backend`` writes one stub per entry.
+PRIMITIVES: dict[str, str] = {
+    # conversion and introspection
+    "convert": "convert(x, dtype=None): numpy array / scalar / tensor -> tensor; floats take the compute dtype",
+    "to_numpy": "to_numpy(x): tensor -> numpy array (a copy the caller may keep)",
+    "shape": "shape(x): tuple of ints (the batch axis may be None inside a compiled step: reshape with -1)",
+    "cast": "cast(x, dtype): dtype is a string: float32, float64, int32, int64, bool",
+    # elementwise, broadcasting
+    "add": "add(a, b) = a + b",
+    "subtract": "subtract(a, b) = a - b",
+    "multiply": "multiply(a, b) = a * b",
+    "divide": "divide(a, b) = a / b (true division)",
+    "power": "power(a, b) = a ** b (a > 0 when b is a tensor)",
+    "equal": "equal(a, b) -> bool; bool operands too",
+    "greater": "greater(a, b) -> bool",
+    "greater_equal": "greater_equal(a, b) -> bool",
+    "where": "where(cond, a, b): a where cond is true else b; broadcasting",
+    # elementwise, unary
+    "sign": "sign(x) in {-1, 0, 1}; zero gradient",
+    "exp": "exp(x)",
+    "log": "log(x), x > 0",
+    "tanh": "tanh(x)",
+    "erf": "erf(x), the Gauss error function",
+    # reductions
+    "sum": "sum(x, axis=None, keepdims=False)",
+    "max": "max(x, axis=None, keepdims=False); gradient split evenly between ties",
+    "argmax": "argmax(x, axis=-1) -> int64; no gradient",
+    # shape and indexing
+    "reshape": "reshape(x, shape); one entry may be -1",
+    "transpose": "transpose(x, axes=None); None reverses the axes",
+    "concatenate": "concatenate(xs, axis=-1): xs is a sequence of tensors",
+    "take": "take(x, indices, axis=0): gather whole slices (like numpy.take)",
+    "take_along_axis": "take_along_axis(x, indices, axis): like numpy.take_along_axis",
+    # linear algebra
+    "matmul": "matmul(a, b): a (..., n, k) @ b (..., k, m), batch axes broadcast; 2-D and higher",
+    # autodiff helper
+    "stop_gradient": "stop_gradient(x): same value, no gradient flows back",
+    # neural-network primitives
+    "pad": NN_PRIMITIVES["pad"],
+    "conv2d": NN_PRIMITIVES["conv2d"],
+}
+
+# name -> one-line contract: ops ``Backend`` implements over the primitives (see its
+# "derived ops" section for how). Same contract as a primitive: a native override must
+# keep every convention written here, and the kit checks it exactly as it checks a primitive.
+DERIVED: dict[str, str] = {
+    # elementwise, broadcasting
+    "maximum": "maximum(a, b): elementwise; on ties the gradient goes to a",
+    "minimum": "minimum(a, b): elementwise; on ties the gradient goes to a",
+    "not_equal": "not_equal(a, b) -> bool",
+    "less": "less(a, b) -> bool",
+    "less_equal": "less_equal(a, b) -> bool",
+    # elementwise, unary
+    "negative": "negative(x) = -x",
+    "abs": "abs(x); gradient sign(x) (0 at 0)",
+    "log1p": "log1p(x) = log(1 + x), x > -1, accurate for |x| << 1",
+    "sqrt": "sqrt(x), x > 0",
+    "sigmoid": "sigmoid(x) = 1 / (1 + exp(-x)), stable for large |x|",
+    "relu": "relu(x) = max(x, 0); gradient 0 at x == 0",
+    "clip": "clip(x, lo, hi); gradient 1 where lo <= x <= hi, else 0",
+    # reductions
+    "mean": "mean(x, axis=None, keepdims=False)",
+    "min": "min(x, axis=None, keepdims=False); gradient split evenly between ties",
+    # neural-network ops
+    "conv2d_transpose": NN_PRIMITIVES["conv2d_transpose"],
+    "max_pool2d": NN_PRIMITIVES["max_pool2d"],
+    "avg_pool2d": NN_PRIMITIVES["avg_pool2d"],
+}
+
+# Ops the dispatching module ``unidl.ops`` exposes beyond the two tables above.
 COMPOSITES: tuple[str, ...] = (
     "square", "expand_dims", "squeeze", "softmax", "log_softmax", "logsumexp",
     "softplus", "one_hot", "zeros", "ones", "size", "unstack",
@@ -129,9 +166,18 @@ def _normalize_axis(axis, ndim: int):
     """Return axis as a tuple of non-negative ints (all axes for None)."""
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, int):
+    if isinstance(axis, (int, np.integer)):
         axis = (axis,)
-    return tuple(a % ndim if ndim else a for a in axis)
+    return tuple(int(a) % ndim if ndim else int(a) for a in axis)
+
+
+def _window_counts(size, window, strides, pads) -> np.ndarray:
+    """(H', W') array: how many cells of the unpadded (H, W) input each pool window covers."""
+    counts = []
+    for n, k, s, (before, after) in zip(size, window, strides, pads):
+        start = np.arange((n + before + after - k) // s + 1) * s - before
+        counts.append(np.minimum(start + k, n) - np.maximum(start, 0))
+    return np.outer(*counts).astype(np.float64)
 
 
 def _reshape_target(shape) -> tuple:
@@ -223,11 +269,39 @@ class Backend:
         return contextlib.nullcontext()
 
     def compile_step(self, step: Callable) -> Callable:
-        """Optionally return a faster, compiled version of a train step.
+        """Optionally return a compiled version of ``step`` giving the same numbers; the default returns ``step``.
 
-        ``step(*tensors)`` reads and assigns variables. The default returns it
-        unchanged; a backend overriding this must give the same numbers
-        (checked by the conformance kit).
+        unidl hands over each step function once and then calls the result many times,
+        always with the same structure of arguments:
+
+        * the train step of ``fit``: ``step(x, y, sample_weight, scalars)``;
+        * inference steps: ``step(x)`` (predict) and ``step(x, y, sample_weight)`` (evaluate);
+        * custom steps (``unidl.function``): ``step(scalars_list, *args)``, one ``scalars``
+          dict per optimizer the step applies, then the user's own arguments.
+
+        ``x`` and ``y`` are backend tensors, or lists/dicts of them, whose batch size may
+        change (the last batch); ``sample_weight`` may be None. ``scalars`` maps names
+        ("lr", "lr_t"...) to **Python floats** that change from call to call (a learning-rate
+        schedule, Adam's bias corrections). Feed each one to the compiled program as a
+        traced input. A program with the value baked in as a constant is wrong from the next
+        call on, and one program (or one new framework constant) per value seen keeps
+        growing: a leak.
+
+        ``step`` reads and assigns variables (weights, optimizer slots, BatchNormalization's
+        moving statistics), possibly of several models each compiled on its own instance of
+        this backend (a GAN in one ``unidl.function``): the compiled step must read the
+        current values of all of them and leave its new values in them. It returns a
+        (nested) tuple of tensors.
+
+        The first call of a ``unidl.function`` runs eagerly, in unidl, never through this
+        method: that call creates the optimizers' slots and notes which optimizers the step
+        applies. ``fit`` creates the slots before its first step. A backend that cannot
+        create variables while tracing may still run its own first call eagerly (the
+        ``ImmutableArrays`` mixin does).
+
+        The kit's ``compiled`` family trains each example model with ``jit_compile="auto"``
+        (this method) and with ``jit_compile=False`` and compares losses and weights within
+        the TRAJECTORY tolerances; a backend keeping this default is noted "eager only".
         """
         return step
 
@@ -290,6 +364,162 @@ class Backend:
         if op in PRIMITIVES:
             raise self._missing(op)
         raise AttributeError(f"{type(self).__name__!s} has no attribute {op!r}")
+
+    # ---------------------------------------------------------- derived ops
+    # The ops of DERIVED, written over the primitives with each contract's tie and kink
+    # convention. Override one when the framework has a faster kernel that keeps those
+    # conventions; the kit checks an override exactly as it checks these versions.
+
+    def maximum(self, a, b):
+        # b only where a is strictly smaller: a tie picks a, so a gets the whole gradient.
+        return self.where(self.less(a, b), b, a)
+
+    def minimum(self, a, b):
+        return self.where(self.greater(a, b), b, a)
+
+    def not_equal(self, a, b):
+        return self.equal(self.equal(a, b), False)  # NaN != NaN holds, as in NumPy
+
+    def less(self, a, b):
+        return self.greater(b, a)
+
+    def less_equal(self, a, b):
+        return self.greater_equal(b, a)
+
+    def negative(self, x):
+        return self.multiply(x, -1)  # an int factor: integer tensors stay integer
+
+    def abs(self, x):
+        # sign carries no gradient, so the gradient is sign(x): 0 at 0, as the contract says.
+        return self.multiply(x, self.sign(x))
+
+    def log1p(self, x):
+        # log(u) with u = 1 + x rounded loses the digits of a small x. Goldberg's remedy: the
+        # factor x / (u - 1) (1 up to rounding) restores them, and where u == 1, log1p(x) = x.
+        # The correction is added without gradient, so the gradient is 1 / u ~ 1 / (1 + x).
+        u = self.add(x, 1.0)
+        spread = self.subtract(u, 1.0)
+        tiny = self.equal(spread, 0.0)
+        log_u = self.log(u)
+        factor = self.divide(x, self.where(tiny, 1.0, spread))  # never 0 / 0, even where unused
+        correction = self.stop_gradient(self.multiply(log_u, self.subtract(factor, 1.0)))
+        return self.where(tiny, x, self.add(log_u, correction))
+
+    def sqrt(self, x):
+        return self.power(x, 0.5)
+
+    def sigmoid(self, x):
+        # e = exp(-|x|) never overflows: sigmoid = 1 / (1 + e) for x >= 0 and e / (1 + e) below.
+        # -|x| is minimum(-x, x): its tie rule gives the slope -1 at 0 that the x >= 0 branch
+        # needs (abs has slope 0 there, which would make sigmoid'(0) 0 instead of 1/4).
+        e = self.exp(self.minimum(self.negative(x), x))
+        return self.divide(self.where(self.greater_equal(x, 0.0), 1.0, e), self.add(e, 1.0))
+
+    def relu(self, x):
+        # At the kink the constant branch is taken: gradient 0 at 0. NaN stays NaN.
+        return self.where(self.less_equal(x, 0.0), 0.0, x)
+
+    def clip(self, x, lo, hi):
+        # Each of maximum and minimum gives ties to x: gradient 1 on [lo, hi], bounds
+        # included; lo > hi gives hi, as numpy.clip.
+        return self.minimum(self.maximum(x, lo), hi)
+
+    def mean(self, x, axis=None, keepdims: bool = False):
+        if not self.is_floating(x):
+            x = self.cast(x, self.dtype)  # the mean of integers is a float, as in NumPy
+        total = self.sum(x, axis=axis, keepdims=keepdims)
+        shape = self.shape(x)
+        sizes = [shape[a] for a in _normalize_axis(axis, len(shape))]
+        if None not in sizes:
+            return self.divide(total, float(np.prod(sizes)))
+        # A size unknown until run time (the batch axis inside a compiled step): count the
+        # cells. x ** 0 is 1 everywhere, NaN and inf included, in x's dtype.
+        return self.divide(total, self.sum(self.power(self.stop_gradient(x), 0), axis=axis, keepdims=keepdims))
+
+    def min(self, x, axis=None, keepdims: bool = False):
+        # Negation is exact and keeps max's even split of the gradient between ties.
+        return self.negative(self.max(self.negative(x), axis=axis, keepdims=keepdims))
+
+    def conv2d_transpose(self, x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1)):
+        op = "conv2d_transpose"
+        xs, ks = self.shape(x), self.shape(kernel)
+        geometry.check_rank4(xs, "x (N, H, W, C)", op)
+        geometry.check_rank4(ks, "kernel (kh, kw, O, C)", op)
+        s, d = geometry.pair(strides, "strides", op), geometry.pair(dilation, "dilation", op)
+        (_, h, w, c), (kh, kw, _, kc) = xs, ks
+        if kc != c:
+            raise ValueError(f"{op}: x has {c} channels but the kernel (kh, kw, O, C) is {tuple(ks)}")
+        size, ((top, _), (left, _)) = geometry.transpose_geometry(padding, (h, w), (kh, kw), s, d)
+        # Kernel tap (i, j) carries input cell (y, x) to (y*s + i*d, x*s + j*d) of the full output,
+        # whose row top + r is output row r. As a forward convolution: spread the input out (s - 1
+        # zeros after each cell), frame it with (k - 1)*d - top cells before and what makes `size`
+        # outputs after (a negative amount crops), and correlate it at dilation d with the kernel
+        # flipped in space, its channel axes swapped. Autodiff then gives both gradients.
+        frame = [((k - 1) * dd - before, n + before - m * ss)
+                 for k, dd, before, n, m, ss in zip((kh, kw), d, (top, left), size, (h, w), s)]
+        framed, pads = self._crop_negative(self._spread_hw(x, s), frame)
+        flipped = self.transpose(self._reversed(self._reversed(kernel, 0), 1), (0, 1, 3, 2))
+        return self.conv2d(framed, flipped, padding=pads, dilation=d)
+
+    def max_pool2d(self, x, pool_size, strides=None, padding="valid"):
+        window, step, pads = geometry.pool_geometry(self.shape(x), pool_size, strides, padding, "max_pool2d")
+        best = None
+        # Positions in row-major order, and maximum keeps the earlier value on a tie: each
+        # window's gradient goes to its first maximal cell. -inf padding never wins.
+        for cells in self._window_cells(self._pad_hw(x, pads, -np.inf), window, step, pads):
+            best = cells if best is None else self.maximum(best, cells)
+        return best
+
+    def avg_pool2d(self, x, pool_size, strides=None, padding="valid"):
+        window, step, pads = geometry.pool_geometry(self.shape(x), pool_size, strides, padding, "avg_pool2d")
+        total = None
+        for cells in self._window_cells(self._pad_hw(x, pads, 0.0), window, step, pads):
+            total = cells if total is None else self.add(total, cells)
+        # Divide by the cells of each window that lie inside the input: padding is not counted.
+        counts = _window_counts(self.shape(x)[1:3], window, step, pads)
+        return self.divide(total, self.convert(counts[:, :, None]))
+
+    # Helpers of the derived NN ops: images are NHWC, the batch size may be unknown (None).
+    def _index(self, positions) -> Tensor:
+        return self.convert(np.asarray(positions, dtype=np.int64))
+
+    def _reversed(self, x, axis: int):
+        return self.take(x, self._index(np.arange(self.shape(x)[axis] - 1, -1, -1)), axis=axis)
+
+    def _pad_hw(self, x, pads, value: float):
+        if not any(p for pair in pads for p in pair):
+            return x
+        return self.pad(x, ((0, 0), *pads, (0, 0)), value=value)
+
+    def _spread_hw(self, x, strides):
+        """x with s - 1 zero rows (columns) after each row (column): (N, H*sh, W*sw, C)."""
+        (sh, sw), (n, h, w, c) = strides, self.shape(x)
+        if (sh, sw) == (1, 1):
+            return x
+        cells = self.reshape(x, _reshape_target((n, h, 1, w, 1, c)))
+        cells = self.pad(cells, ((0, 0), (0, 0), (0, sh - 1), (0, 0), (0, sw - 1), (0, 0)))
+        return self.reshape(cells, _reshape_target((n, h * sh, w * sw, c)))
+
+    def _crop_negative(self, x, frame):
+        """Apply ((top, bottom), (left, right)) amounts: crop the negative ones now, and
+        return the non-negative ones for conv2d's explicit padding."""
+        pads = []
+        for axis, (before, after) in zip((1, 2), frame):
+            if before < 0 or after < 0:
+                n = self.shape(x)[axis]
+                x = self.take(x, self._index(np.arange(max(-before, 0), n - max(-after, 0))), axis=axis)
+            pads.append((max(before, 0), max(after, 0)))
+        return x, tuple(pads)
+
+    def _window_cells(self, padded, window, strides, pads) -> Iterator[Tensor]:
+        """For each window position (i, j), row-major: the (N, H', W', C) cells of ``padded`` it covers."""
+        _, hp, wp, _ = self.shape(padded)
+        (kh, kw), (sh, sw) = window, strides
+        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        for i in range(kh):
+            rows = self.take(padded, self._index(np.arange(ho) * sh + i), axis=1)
+            for j in range(kw):
+                yield self.take(rows, self._index(np.arange(wo) * sw + j), axis=2)
 
     # ---------------------------------------------------------- composites
     # Written once over primitives; a backend may override any of them.
@@ -357,18 +587,44 @@ class Backend:
         return self.convert(np.ones(shape), dtype=dtype or self.dtype)
 
 
+_STUB_MARK = "__unidl_not_implemented__"
+
+
+def not_implemented(method: Callable) -> Callable:
+    """Mark a backend method as a placeholder still to be written (``unidl new-backend`` writes one per primitive).
+
+    Calling it raises ``BackendError`` naming the backend and the op, as a missing op does,
+    and ``missing_ops`` lists it, so the kit's contract check names every op left to write.
+    """
+    op = method.__name__
+
+    @functools.wraps(method)
+    def stub(self, *args, **kwargs):
+        raise BackendError(f"backend {self.name!r} does not implement {op!r} yet: its method is a "
+                           "@not_implemented stub (the contract is its docstring)")
+    setattr(stub, _STUB_MARK, True)
+    return stub
+
+
 def missing_ops(backend: Backend) -> list[str]:
-    """The primitive ops ``backend`` does not implement (the conformance kit's first check)."""
+    """The primitive ops ``backend`` lacks or leaves as ``@not_implemented`` stubs (the kit's contract check).
+
+    Only ``PRIMITIVES`` count: every op of ``DERIVED`` has a default in ``Backend``.
+    """
     missing = []
     for op in PRIMITIVES:
         try:
-            getattr(backend, op)
+            implementation = getattr(backend, op)
         except (BackendError, AttributeError):
+            missing.append(op)
+            continue
+        if getattr(implementation, _STUB_MARK, False):
             missing.append(op)
     return missing
 
 
 def iter_ops() -> Iterator[str]:
-    """All op names reachable through ``unidl.ops``: primitives, then composites."""
+    """Every op name reachable through ``unidl.ops``: primitives, derived ops, then composites."""
     yield from PRIMITIVES
+    yield from DERIVED
     yield from COMPOSITES

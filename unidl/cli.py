@@ -6,6 +6,7 @@
     unidl backends [--json] [--strict [NAME]] [--devices]
     unidl bench [--steps N] [--device cuda] [--json FILE]
     unidl compare MODEL [--backends numpy,torch] [--steps N] [--json] [--plot out.png] [--fail-above TOL]
+    unidl new-backend NAME [--dir DIR] [--framework MODULE]
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its
 arguments and sets ``handler``, plus the handler itself, which takes the parsed
@@ -265,9 +266,42 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------- unidl new-backend
+
+
+def _add_new_backend(subparsers) -> None:
+    p = subparsers.add_parser(
+        "new-backend",
+        help="write the skeleton of a backend plugin package (one stub per primitive op)",
+        description="Write an installable plugin package for backend NAME: pyproject.toml with the unidl "
+                    "entry point, the registration hook, a Backend subclass with one stub per primitive op "
+                    "(its contract as docstring), a README with the install and kit commands, and a test.")
+    p.add_argument("name", metavar="NAME", help="the backend's name: lowercase letters, digits and underscores")
+    p.add_argument("--dir", default=None, help="directory to create (default: ./unidl-NAME); must not exist")
+    p.add_argument("--framework", default=None, metavar="MODULE",
+                   help="the module the backend imports, e.g. mlx.core (`unidl backends` checks it is installed)")
+    p.set_defaults(handler=_run_new_backend)
+
+
+def _run_new_backend(args: argparse.Namespace) -> int:
+    from .scaffold import ScaffoldError, new_backend
+    try:
+        files = new_backend(args.name, args.dir, framework=args.framework)
+    except ScaffoldError as exc:
+        print(f"unidl new-backend: {exc}", file=sys.stderr)
+        return 2
+    root = files[0].parent
+    print(f"wrote the {args.name!r} backend plugin in {root}:")
+    for path in files:
+        print(f"  {path.relative_to(root)}")
+    print(f"next: pip install -e {root}, then `pytest {root / 'tests'}` lists the primitive ops to write, "
+          f"and `pytest --pyargs unidl.testing --unidl-backend={args.name}` runs the conformance kit")
+    return 0
+
+
 # --------------------------------------------------------------------- main
 
-_SUBCOMMANDS: tuple[Callable, ...] = (_add_backends, _add_bench, _add_compare)
+_SUBCOMMANDS: tuple[Callable, ...] = (_add_backends, _add_bench, _add_compare, _add_new_backend)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,9 @@ backend, so models on different backends run side by side, in threads too.
 Each op costs one context lookup and one attribute lookup on the backend.
 ``unidl.Variable`` arguments are unwrapped to the backend tensor they hold.
 
-The contract of each op is in ``unidl.backend.PRIMITIVES``.
+The contract of each op is in ``unidl.backend.PRIMITIVES`` (what every backend
+implements) or ``unidl.backend.DERIVED`` (ops ``Backend`` builds from those);
+composites are documented on ``unidl.backend.Backend``.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import contextlib
 import contextvars
 from typing import Iterator
 
-from .backend import COMPOSITES, PRIMITIVES, Backend
+from .backend import COMPOSITES, DERIVED, PRIMITIVES, Backend
 from .registry import get_backend
 from .variables import Variable
 
@@ -83,7 +85,7 @@ def _make_op(name: str, doc: str):
     return op
 
 
-for _name, _doc in PRIMITIVES.items():
+for _name, _doc in {**PRIMITIVES, **DERIVED}.items():
     globals()[_name] = _make_op(_name, _doc)
 for _name in COMPOSITES:
     globals()[_name] = _make_op(_name, getattr(Backend, _name).__doc__ or f"{_name}: see unidl.backend.Backend.{_name}")
@@ -95,4 +97,5 @@ def concatenate(xs, axis: int = -1):
     return backend.concatenate([_unwrap(x, backend) for x in xs], axis=axis)
 
 
-__all__ = ["current_backend", "current_backend_or_none", "use_backend", "NoBackendError", *PRIMITIVES, *COMPOSITES]
+__all__ = ["current_backend", "current_backend_or_none", "use_backend", "NoBackendError", *PRIMITIVES, *DERIVED,
+           *COMPOSITES]

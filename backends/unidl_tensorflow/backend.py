@@ -21,7 +21,8 @@ Where TF's native rule differs from unidl's contract, the code says so:
 Rules that already match (checked by tests/test_tensorflow_backend.py):
 ``Maximum``/``Minimum`` give a tie's gradient to the first argument, ``Max``/``Min``
 split it evenly, ``Relu``'s gradient is 0 at 0, ``Abs``'s is sign(x);
-``clip`` is max-then-min, so its gradient is 1 on the closed interval [lo, hi].
+so ``Backend.clip`` (max then min, about half the cost of ``tf.clip_by_value``) has
+gradient 1 on the closed interval [lo, hi].
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ import numpy as np
 from unidl.geometry import check_rank4 as _check_rank4, check_window as _check_window  # noqa: I001
 from unidl.geometry import pair as _pair, pool_geometry as _pool_geometry
 from unidl.geometry import resolve_padding as _resolve_padding, transpose_geometry as _transpose_geometry
-from unidl.backend import DTYPES, HALF_DTYPES, PRIMITIVES, Backend, BackendError
+from unidl.backend import DERIVED, DTYPES, HALF_DTYPES, PRIMITIVES, Backend, BackendError
 
 Tensor = Any  # tf.Tensor or tf.Variable
 
@@ -222,7 +223,7 @@ class TensorFlowBackend(Backend):
                 with device(where):
                     return fn(*args, **kwargs)
             return op
-        for name in PRIMITIVES:
+        for name in (*PRIMITIVES, *DERIVED):
             if name not in _UNPINNED:
                 setattr(self, name, pinned(getattr(self, name), self._tf_device))
 
@@ -350,13 +351,6 @@ class TensorFlowBackend(Backend):
         if type(a) not in self._tensor_types or type(b) not in self._tensor_types:
             a, b = self._coerce(a, b)
         return self.tf.raw_ops.SelectV2(condition=cond, t=a, e=b)  # SelectV2 broadcasts all three
-
-    def clip(self, x: Tensor, lo, hi) -> Tensor:
-        # maximum then minimum, each giving ties to x: gradient 1 on lo <= x <= hi inclusive
-        # (as tf.clip_by_value, at about half its cost), and lo > hi gives hi as in NumPy.
-        if lo is not None:
-            x = self.maximum(x, lo)
-        return x if hi is None else self.minimum(x, hi)
 
     # ---------------------------------------------------------- reductions
     def argmax(self, x: Tensor, axis: int | None = -1) -> Tensor:

@@ -183,14 +183,8 @@ class TorchBackend(Backend):
         return x.to(self._dtypes[dtype])
 
     # ------------------------------------------------------------ elementwise
-    # torch.maximum/minimum send half the gradient to each side on ties; the
-    # contract sends all of it to ``a``, which is what this where() does.
-    def maximum(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.where(operator.ge(a, b), a, b)
-
-    def minimum(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.where(operator.le(a, b), a, b)
-
+    # maximum and minimum are Backend's where() forms: torch.maximum/minimum send half
+    # the gradient to each side on ties, where the contract sends all of it to ``a``.
     def clip(self, x: Tensor, lo, hi) -> Tensor:
         # A method only to take the contract's argument names (torch says min/max).
         # clamp's backward masks with lo <= x <= hi, inclusive, as the contract asks.

@@ -456,6 +456,9 @@ for _name, _fn in (("equal", np.equal), ("not_equal", np.not_equal), ("greater",
           case("python_rhs", F(2, 3, step=1.0), S(0.0)),
           case("python_lhs", S(0.0), F(2, 3, step=1.0)),
           case("int64", I(3, 4, high=3), I(3, 4, high=3)),
+          # Backend.not_equal is equal(equal(a, b), False): equal must take bools too.
+          *((case("bool", B(3, 4), B(3, 4)), case("bool_python", B(2, 3), S(False)))
+            if _name in ("equal", "not_equal") else ()),
           grad=False)
 
 _spec("where", np.where,
