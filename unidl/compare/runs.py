@@ -13,7 +13,7 @@ from ..models import Model, Sequential
 from ..ops import use_backend
 from ..registry import list_backends
 from ..structure import flatten, map_structure
-from ..testing.tolerances import Tolerance, default as default_tolerance
+from ..tolerances import Tolerance, default as default_tolerance
 from .report import BackendReport, CompareError, CompareReport, Diff
 from .sources import (_as_source, _resolve_compile, _split_data, _unbound_built, compiled_clone,
                       consistency_mode, num_samples)

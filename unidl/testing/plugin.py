@@ -33,7 +33,7 @@ import pytest
 
 # Cheap: importing this package already imported unidl's core (NumPy, pluggy), no framework.
 import unidl
-from unidl.backend import BackendError
+from unidl.backend import BackendError, missing_ops
 from unidl.registry import REGISTRY, UnknownBackendError
 
 from . import probe, recording
@@ -44,6 +44,8 @@ from .tolerances import override
 ENV_BACKENDS = "UNIDL_TEST_BACKENDS"
 FLOAT_DTYPES = ("float32", "float64")
 OUTCOMES = ("passed", "failed", "excluded", "skipped")
+
+CONTRACT_TEST = "test_backend_implements_every_primitive"  # the contract check (test_conformance_ops.py)
 
 _KIT = pytest.StashKey["ConformanceKit"]()
 _DEFAULT_BACKENDS = pytest.StashKey[tuple]()
@@ -166,6 +168,33 @@ class ConformanceKit:
         # after this one (a conftest, -p) may still register backends.
         if self.explicitly_requested():
             self.targets()
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """A backend lacking primitive ops runs only its contract check, whose one failure lists them
+        all: every other check would fail on the first missing op it meets, burying that list."""
+        lacking: dict[Target, list[str]] = {}
+        keep, dropped = [], []
+        for item in items:
+            target = getattr(getattr(item, "callspec", None), "params", {}).get("unidl_target")
+            if target is not None and target not in lacking:
+                lacking[target] = self._missing_primitives(target)
+            if target is not None and lacking[target] and getattr(item, "originalname", "") != CONTRACT_TEST:
+                dropped.append(item)
+            else:
+                keep.append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+        for target, missing in lacking.items():
+            if missing:
+                self.untested[str(target)] = (f"lacks {len(missing)} primitive ops, so only its contract check "
+                                              f"ran: {', '.join(missing)}")
+
+    def _missing_primitives(self, target: Target) -> list[str]:
+        try:
+            return missing_ops(unidl.get_backend(target.backend, dtype=target.dtype, device=self.device))
+        except Exception:  # building it fails: the checks themselves report that
+            return []
 
     def targets(self) -> list[Target]:
         if self._targets is None:
