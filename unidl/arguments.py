@@ -61,30 +61,45 @@ def _check_for(annotation: Any) -> tuple[Callable[[Any], bool], str, bool] | Non
     return None
 
 
-def checked(init: Callable) -> Callable:
-    """``init`` checking its annotated arguments first (see the module docstring)."""
+def _checks_of(init: Callable) -> tuple[inspect.Signature, dict]:
+    """The signature of ``init`` and, per checked parameter, (check, description, None allowed)."""
+    signature = inspect.signature(init)
     try:
         hints = typing.get_type_hints(init)
     except Exception:  # an annotation that does not evaluate: check nothing rather than fail
-        return init
-    signature = inspect.signature(init)
-    checks = {name: found for name, found in ((n, _check_for(hints.get(n))) for n in signature.parameters)
-              if found is not None}
-    if not checks:
-        return init
+        return signature, {}
+    return signature, {name: found for name, found in ((n, _check_for(hints.get(n))) for n in signature.parameters)
+                       if found is not None}
+
+
+def checked(init: Callable) -> Callable:
+    """``init`` checking its annotated arguments first (see the module docstring).
+
+    The annotations are read on the first call, not when the class is defined: ``import unidl``
+    defines every layer class and must stay fast.
+    """
+    found: list = []
 
     @functools.wraps(init)
     def wrapper(self, *args, **kwargs):
-        try:
-            bound = signature.bind_partial(self, *args, **kwargs)
-        except TypeError:
-            return init(self, *args, **kwargs)  # let Python name the missing or extra argument
-        for name, value in bound.arguments.items():
-            if name in checks:
-                check, what, optional = checks[name]
-                if not (check(value) or (optional and value is None)):
-                    raise ArgumentError(f"{type(self).__name__}(): {name} must be {what}, got "
-                                        f"{name}={value!r} ({type(value).__name__})")
+        if not found:
+            found.append(_checks_of(init))
+        signature, checks = found[0]
+        if checks:
+            _check_arguments(type(self).__name__, signature, checks, self, args, kwargs)
         return init(self, *args, **kwargs)
     wrapper.__unidl_checked__ = True
     return wrapper
+
+
+def _check_arguments(owner: str, signature: inspect.Signature, checks: dict, self, args, kwargs) -> None:
+    try:
+        bound = signature.bind_partial(self, *args, **kwargs)
+    except TypeError:
+        return  # let Python name the missing or extra argument when init runs
+    for name, value in bound.arguments.items():
+        if name in checks:
+            check, what, optional = checks[name]
+            if not (check(value) or (optional and value is None)):
+                raise ArgumentError(f"{owner}(): {name} must be {what}, got {name}={value!r} "
+                                    f"({type(value).__name__})")

@@ -209,8 +209,15 @@ class Backend:
     conformance_exclusions: dict[str, str] = {}
     # check id -> (rtol, atol, why the named default tolerance is too tight).
     conformance_tolerances: dict[str, tuple[float, float, str]] = {}
+    # The backend's own settings, from ``compile(backend_options={...})``: name -> (default, what it does).
+    option_defaults: dict[str, tuple[Any, str]] = {}
 
-    def __init__(self, dtype: str = "float32", device: str | None = None):
+    def __init__(self, dtype: str = "float32", device: str | None = None, **options: Any):
+        unknown = sorted(set(options) - set(self.option_defaults))
+        if unknown:
+            known = ", ".join(f"{k} ({doc}; default {d!r})" for k, (d, doc) in self.option_defaults.items())
+            raise BackendError(f"backend {self.name!r} has no option {unknown}; its options: {known or 'none'}")
+        self.options = {k: options.get(k, default) for k, (default, _) in self.option_defaults.items()}
         twin = dtype in self.mixed_precision_dtypes and _building_twin.get()
         if dtype not in self.supported_dtypes and not twin:
             hint = (f"; to compute in {dtype} with float32 weights, compile with dtype_policy='mixed_{dtype}'"
@@ -341,7 +348,7 @@ class Backend:
         if dtype not in twins:
             token = _building_twin.set(True)  # half dtypes are for twins only: see __init__
             try:
-                twin = type(self)(dtype=dtype, device=self.device)
+                twin = type(self)(dtype=dtype, device=self.device, **self.options)
             finally:
                 _building_twin.reset(token)
             twin.autocast, twin.full_precision = True, self
@@ -354,6 +361,11 @@ class Backend:
 
     def sync(self) -> None:
         """Wait for queued device work to finish (for timing). Default: nothing."""
+
+    def device_peak_memory_mb(self) -> float | None:
+        """The accelerator memory this backend's device has held at most so far (MiB), or None
+        where there is no accelerator or the framework cannot tell (benchmarks report it)."""
+        return None
 
     # ------------------------------------------------------------ helpers
     def _missing(self, op: str) -> BackendError:

@@ -127,7 +127,7 @@ class Trainer:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend: str | Backend = "numpy",
                 dtype: str = "float32", device: str | None = None, jit_compile: bool | str = "auto",
                 loss_weights=None, distribute=None, dtype_policy: str | None = None,
-                nonfinite_data: str = "raise") -> None:
+                nonfinite_data: str = "raise", backend_options: dict | None = None) -> None:
         """Choose optimizer, loss, metrics and the backend this model runs on.
 
         Args:
@@ -146,6 +146,9 @@ class Trainer:
             nonfinite_data: what fit/evaluate/predict do with NaN or inf in x, y or sample_weight:
                 "raise" (default, a DataError naming the array and the first bad sample),
                 "warn" (a RuntimeWarning, then use the data) or "ignore" (no scan).
+            backend_options: the backend's own settings, e.g. ``{"tf32": True}`` on torch or tensorflow
+                (TensorFloat-32 on GPUs; unidl's default is off). ``unidl backends`` lists none;
+                an unknown option is an error listing the backend's options.
 
         Compiling again (e.g. on another backend) keeps the current weights and
         starts a fresh optimizer state.
@@ -155,7 +158,7 @@ class Trainer:
         if dtype in HALF_DTYPES:
             raise ValueError(f"dtype={dtype!r} would keep the weights themselves in {dtype}; to compute in {dtype} "
                              f"with float32 weights, compile with dtype_policy='mixed_{dtype}'")
-        new_backend = get_backend(backend, dtype=dtype, device=device)
+        new_backend = get_backend(backend, dtype=dtype, device=device, **(backend_options or {}))
         policy = precision.get_policy(dtype_policy, new_backend.dtype)
         if policy.mixed:
             new_backend.compute_twin(policy.compute_dtype)  # fails now, not at the first step

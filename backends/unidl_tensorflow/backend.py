@@ -79,8 +79,13 @@ class TensorFlowBackend(Backend):
     framework = "tensorflow"
     mixed_precision_dtypes = ("bfloat16", "float16")
 
-    def __init__(self, dtype: str = "float32", device: str | None = None):
-        super().__init__(dtype=dtype, device=device)
+    option_defaults = {
+        "tf32": (False, "let GPU matmuls and convolutions use TensorFloat-32 (TensorFlow's own default is on; "
+                        "unidl's is off, so results agree with the CPU and the other backends)"),
+    }
+
+    def __init__(self, dtype: str = "float32", device: str | None = None, **options):
+        super().__init__(dtype=dtype, device=device, **options)
         if "tensorflow" not in sys.modules:
             # TF's C++ INFO/WARNING lines flood stderr on import; keep errors, and a user's own setting.
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -89,6 +94,8 @@ class TensorFlowBackend(Backend):
         self._float = tf.as_dtype(self.dtype)
         self._tf_dtypes = {d: tf.as_dtype(d) for d in (*DTYPES, *HALF_DTYPES)}
         self._gpus = tf.config.list_physical_devices("GPU")
+        if self._gpus:  # process-wide in TensorFlow, as in torch: the backend built last decides
+            tf.config.experimental.enable_tensor_float_32_execution(bool(self.options["tf32"]))
         self._allow_memory_growth()
         self.device, self._tf_device = self._resolve_device(self.device)
         # Tensors are created under tf.device only when there is a choice to make. A fresh
@@ -280,8 +287,16 @@ class TensorFlowBackend(Backend):
         if not tensor.dtype.is_floating and (type(value) is float or np.asarray(value).dtype.kind == "f"):
             tensor = self.cast(tensor, self.dtype)
         with self._place():
-            # tf.constant: ~3 us for a Python scalar where convert_to_tensor takes ~11.
-            return tensor, self.tf.constant(value, dtype=tensor.dtype)
+            return tensor, self._scalar(value, tensor.dtype)
+
+    def _scalar(self, value, dtype):
+        """A tensor of ``dtype`` from a Python or NumPy scalar.
+
+        Through a 0-d NumPy array: ``tf.constant`` of a Python float keeps a cache entry per new value
+        (0.7 KB each: a per-step learning rate leaked 12 MB per 16,000 Adam steps), a NumPy array none,
+        and it is faster too.
+        """
+        return self.tf.constant(np.asarray(value, dtype=dtype.as_numpy_dtype))
 
     def _indices(self, indices, n: int) -> Tensor:
         """int64 index tensor with negative entries wrapped (NumPy semantics) for an axis of length n."""
@@ -435,7 +450,7 @@ class TensorFlowBackend(Backend):
         widths = [[int(a), int(b)] for a, b in widths]
         if not any(a or b for a, b in widths):
             return x
-        return self.tf.pad(x, widths, constant_values=self.tf.constant(value, dtype=x.dtype))
+        return self.tf.pad(x, widths, constant_values=self._scalar(value, x.dtype))
 
     def _dilated_kernel(self, kernel: Tensor, dilation: tuple[int, int]) -> Tensor:
         """The kernel with dilation - 1 zero taps between its taps: ((kh-1)dh+1, (kw-1)dw+1, in, out).
@@ -523,7 +538,7 @@ class TensorFlowBackend(Backend):
             start = np.arange(m) * ss - before
             counts.append(np.minimum(start + kk, n) - np.maximum(start, 0))
         scale = (k[0] * k[1]) / np.outer(*counts)[:, :, None]
-        return mean * tf.constant(scale, dtype=x.dtype)
+        return mean * self._scalar(scale, x.dtype)
 
     # ------------------------------------------------------ state, autodiff
     def variable(self, value, trainable: bool = True, name: str = "") -> Tensor:
@@ -587,25 +602,48 @@ class TensorFlowBackend(Backend):
         optimizer's per-step learning rate and bias corrections) become scalar
         tensors, so a new value does not retrace. The leading axis of every
         other tensor is the batch axis and is left unknown, so one concrete
-        graph serves full and last, smaller batches. Concrete functions are
+        graph serves full and last, smaller batches. Other axes are traced at
+        the sizes first seen; once a few sizes of an axis have come (sequences
+        of several lengths), that axis is traced as unknown too, as
+        ``tf.function(reduce_retracing=True)`` does. Concrete functions are
         called directly: this skips tf.function's per-call signature matching,
         which costs about as much as a small model's whole step.
         """
         tf = self.tf
         graphs: dict[tuple, Callable] = {}
+        sizes_seen: dict[tuple, list] = {}  # pattern of ranks -> the non-batch shapes traced for it
+        exact_only: set[tuple] = set()     # patterns whose step needs known sizes (a loop over time steps)
 
         def run(*args):
             flat = tf.nest.flatten(args)
             # None (e.g. no sample weights) is baked into the graph, one graph per pattern.
-            key = tuple(None if a is None else (type(a) is float or len(a.shape)) for a in flat)
-            tensors = [tf.constant(a, dtype=self._float) if type(a) is float else a for a in flat if a is not None]
-            if key not in graphs:
-                graphs[key] = self._trace(step, args, key, tensors)
+            pattern = tuple(None if a is None else (type(a) is float or len(a.shape)) for a in flat)
+            tensors = [self._scalar(a, self._float) if type(a) is float else a for a in flat if a is not None]
+            shapes = tuple(() if len(t.shape) == 0 else tuple(t.shape[1:]) for t in tensors)
+            key = (pattern, shapes)
+            graph = graphs.get(key)
+            if graph is None:
+                traced = sizes_seen.setdefault(pattern, [])
+                relax = len(traced) >= _SIZES_BEFORE_RELAXING and pattern not in exact_only
+                specs_shapes = _relaxed([*traced, shapes]) if relax else shapes
+                graph = graphs.get((pattern, specs_shapes))
+                if graph is None:
+                    try:
+                        graph = self._trace(step, args, pattern, tensors, specs_shapes)
+                    except Exception:
+                        if not relax:
+                            raise
+                        exact_only.add(pattern)  # e.g. a recurrent layer must know its number of steps
+                        specs_shapes = shapes
+                        graph = self._trace(step, args, pattern, tensors, specs_shapes)
+                    graphs[(pattern, specs_shapes)] = graph
+                    traced.append(shapes)
+                graphs[key] = graph
             with self._place():
-                return graphs[key](*tensors)
+                return graph(*tensors)
         return run
 
-    def _trace(self, step: Callable, args: tuple, key: tuple, tensors: list) -> Callable:
+    def _trace(self, step: Callable, args: tuple, key: tuple, tensors: list, shapes: tuple) -> Callable:
         tf = self.tf
 
         def flat_step(*flat_tensors):
@@ -613,7 +651,7 @@ class TensorFlowBackend(Backend):
             flat = [None if k is None else next(it) for k in key]
             return step(*tf.nest.pack_sequence_as(args, flat))
 
-        specs = [tf.TensorSpec((None, *t.shape[1:]) if len(t.shape) else (), t.dtype) for t in tensors]
+        specs = [tf.TensorSpec((None, *shape) if len(t.shape) else (), t.dtype) for t, shape in zip(tensors, shapes)]
         with self._place():
             # autograph off: the step has no tensor-dependent Python control flow to convert,
             # and tracing is faster without rewriting every function it calls
@@ -649,3 +687,13 @@ class TensorFlowBackend(Backend):
                 yield
             finally:
                 self._tapes.reset(token)
+
+
+# How many sizes of a non-batch axis get a graph of their own before the axis is traced as unknown.
+_SIZES_BEFORE_RELAXING = 3
+
+
+def _relaxed(shapes: list[tuple]) -> tuple:
+    """Per tensor, the shape whose axes are None wherever the given shapes disagree."""
+    return tuple(tuple(d[0] if len(set(d)) == 1 else None for d in zip(*per_tensor))
+                 for per_tensor in zip(*shapes))

@@ -57,13 +57,24 @@ class TorchBackend(Backend):
     framework = "torch"
     mixed_precision_dtypes = ("bfloat16", "float16")
 
-    def __init__(self, dtype: str = "float32", device: str | None = None):
+    option_defaults = {
+        "tf32": (False, "let CUDA matmuls and convolutions use TensorFloat-32 (faster on Ampere and later, "
+                        "about 3 decimal digits: results then differ from the CPU and the other backends)"),
+    }
+
+    def __init__(self, dtype: str = "float32", device: str | None = None, **options):
         global torch, F
         import torch
         import torch.nn.functional as F
 
-        super().__init__(dtype=dtype, device=device)
+        super().__init__(dtype=dtype, device=device, **options)
         self._device = self._resolve_device(device)
+        if self._device.type == "cuda":
+            # TF32 is decided here, not left to torch's defaults (matmuls off, cuDNN convolutions on):
+            # off by default, so that results agree with the CPU, the reference and the other backends.
+            # torch's switches are process-wide: the backend built last decides for every model.
+            torch.backends.cuda.matmul.allow_tf32 = bool(self.options["tf32"])
+            torch.backends.cudnn.allow_tf32 = bool(self.options["tf32"])
         if self._device.type == "cpu":
             # Flush subnormal floats to zero in this (the training) thread, as TensorFlow and XLA do
             # on CPUs: Adam's moment of a dead ReLU unit decays into subnormals after some hundred
@@ -107,6 +118,11 @@ class TorchBackend(Backend):
         self.stop_gradient = torch.Tensor.detach
 
     # ---------------------------------------------------------------- device
+    def device_peak_memory_mb(self) -> float | None:
+        if self._device.type != "cuda":
+            return None
+        return torch.cuda.max_memory_allocated(self._device) / 2**20
+
     def _resolve_device(self, device: str | None):
         name = "cpu" if device is None else str(device)
         try:

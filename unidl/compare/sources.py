@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..models import Model
+from ..registry import get_backend
 from ..structure import flatten
 from .report import CompareError
 
@@ -229,18 +230,16 @@ def num_samples(x) -> int:
 
 
 def consistency_mode(backend) -> str | None:
-    """CONVENTIONS.md: comparisons run with TF32 off on GPUs. The framework is already imported
-    by the backend, so this looks it up rather than importing it."""
-    if backend.name == "torch" and str(backend.device).startswith("cuda"):
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
-            return "torch on CUDA: TF32 turned off (torch.backends.cuda.matmul / cudnn.allow_tf32 = False)"
+    """A note for the report when the backend compares in a mode it chose for comparisons (docs/conventions.md:
+    TF32 off on GPUs); ``compiled_clone`` asks for it."""
+    if "tf32" in backend.options and str(backend.device) != "cpu" and not backend.options["tf32"]:
+        return f"{backend.name} on {backend.device}: TF32 off (backend_options={{'tf32': False}})"
     return None
 
 
 def compiled_clone(base: Model, compile_kwargs: dict, backend: str, dtype: str, device: str | None) -> Model:
+    """A copy of ``base`` compiled on ``backend``, with TF32 off where the backend has that switch."""
     model = base.clone()
-    model.compile(**_fresh(compile_kwargs), backend=backend, dtype=dtype, device=device)
+    options = {"tf32": False} if "tf32" in get_backend(backend, dtype=dtype, device=device).option_defaults else {}
+    model.compile(**_fresh(compile_kwargs), backend=backend, dtype=dtype, device=device, backend_options=options)
     return model

@@ -41,13 +41,6 @@ def _time_training(model: Model, x, y, batch: int, steps: int, repeats: int) -> 
     return times[1:]
 
 
-def _cuda_peak(backend) -> float | None:
-    torch = sys.modules.get("torch")
-    if backend.name == "torch" and str(backend.device).startswith("cuda") and torch is not None:
-        return torch.cuda.max_memory_allocated(backend._device) / 2**20
-    return None
-
-
 def _measure_here(base: Model, kwargs: dict, x, y, backend: str, dtype: str, device, batch_size: int,
                   steps: int, repeats: int) -> Speed:
     """Speed in this process; memory with tracemalloc (NumPy allocations) or torch's CUDA counters."""
@@ -56,9 +49,9 @@ def _measure_here(base: Model, kwargs: dict, x, y, backend: str, dtype: str, dev
     model = compiled_clone(base, kwargs, backend, dtype, device)
     consistency_mode(model.backend)
     runs = _time_training(model, xt, yt, batch, steps, repeats)
-    cuda = _cuda_peak(model.backend)
+    cuda = model.backend.device_peak_memory_mb()
     if cuda is not None:
-        peak, method = cuda, "CUDA peak allocated (torch.cuda.max_memory_allocated), in-process"
+        peak, method = cuda, "the device's peak allocation (the backend's device_peak_memory_mb), in-process"
     else:
         tracing = tracemalloc.is_tracing()
         if not tracing:
@@ -173,11 +166,11 @@ def _worker_main(argv: list[str]) -> int:
     steps, repeats = job["steps"], job["repeats"]
     batch = job["batch"]
     runs = _time_training(model, x, y, batch, steps, repeats)
-    cuda = _cuda_peak(model.backend)
+    cuda = model.backend.device_peak_memory_mb()
     end_peak = proc_status_mb("VmHWM") if use_proc else max_rss_mb()
     process_peak = max(end_peak, import_peak or 0.0)
     if cuda is not None:
-        peak, method = cuda, "CUDA peak allocated (torch.cuda.max_memory_allocated), own subprocess"
+        peak, method = cuda, "the device's peak allocation (the backend's device_peak_memory_mb), own subprocess"
     elif use_proc:
         peak, method = end_peak - baseline, ("peak RSS while building and training, minus the RSS before (the "
                                              "framework imported): /proc/self VmHWM, own subprocess")
