@@ -19,6 +19,7 @@ from .autodiff import function, grad, value_and_grad
 from .backend import Backend, BackendError
 from .data import DataError
 from .hookspecs import hookimpl
+from .layers import Input
 from .files import SavingError, WeightsFileError
 from .models import Model, NotCompiledError, Sequential
 from .ops import use_backend
@@ -30,7 +31,7 @@ from .variables import Variable
 __all__ = [
     "Backend", "BackendError", "BackendUnavailableError", "DataError", "Model", "NotCompiledError",
     "SavingError", "WeightsFileError", "WeightsMismatchError", "UnknownObjectError",
-    "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "distributed",
+    "Input", "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "distributed",
     "get_backend",
     "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",
     "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad", "function",

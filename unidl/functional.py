@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .layers.base import InputLayer, Layer
+from .layers.base import InputLayer, Layer, call_parameters
 from .structure import flatten, is_leaf, map_structure, match_keys
 from .symbolic import Node, SymbolicTensor
 
@@ -119,6 +119,7 @@ class Graph:
             kwargs = {k: map_structure(value, v) for k, v in node.kwargs.items()}
             if mask is not None and "mask" not in kwargs:
                 kwargs["mask"] = mask
+            _add_argument_masks(node, kwargs, mask_of)
             out = node.layer(inputs_now, *map_structure(value, list(node.args)), training=training, **kwargs)
             out_mask = node.layer.compute_mask(inputs_now, mask)
             outputs = flatten(out) if isinstance(node.outputs, list) else [out]
@@ -132,6 +133,18 @@ class Graph:
                 on_node(node, out)
         outputs = map_structure(lambda t: values[id(t)], self.output_structure)
         return outputs, [mask_of.get(id(t)) for t in self.outputs]
+
+
+def _add_argument_masks(node: Node, kwargs: dict, mask_of: dict) -> None:
+    """Masks of a call's other tensor arguments, for a layer that takes them by name (an attention
+    layer's ``value_mask`` / ``key_mask``, as Keras reads them off the value and key)."""
+    names = call_parameters(type(node.layer))
+    for position, (argument, name) in enumerate((("value", "value_mask"), ("key", "key_mask"))):
+        if name not in names or name in kwargs:
+            continue
+        tensor = node.args[position] if len(node.args) > position else node.kwargs.get(argument)
+        if isinstance(tensor, SymbolicTensor) and mask_of.get(id(tensor)) is not None:
+            kwargs[name] = mask_of[id(tensor)]
 
 
 def _structure_mask(inputs, mask_of: dict):

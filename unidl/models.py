@@ -24,7 +24,14 @@ from .structure import flatten, map_structure
 from .symbolic import SymbolicTensor, is_symbolic
 from .training import COMPILED_STATE, NotCompiledError, Trainer
 
-__all__ = ["Model", "Sequential", "NotCompiledError"]
+__all__ = ["Model", "Sequential", "NotCompiledError", "load_model", "clone_model"]
+
+load_model = saving.load_model  # Keras's keras.models.load_model
+
+
+def clone_model(model: "Model") -> "Model":
+    """Keras's keras.models.clone_model: an unbound copy of ``model`` (same architecture and weights)."""
+    return model.clone()
 
 
 class Model(Trainer, Layer):

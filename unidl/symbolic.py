@@ -63,9 +63,15 @@ def is_symbolic(inputs: Any) -> bool:
 
 
 def call_symbolic(layer: Any, inputs: Any, args: tuple, kwargs: dict) -> Any:
-    """Build ``layer`` for the symbolic inputs' shapes and record the call as a Node; return its outputs."""
+    """Build ``layer`` for the symbolic inputs' shapes and record the call as a Node; return its outputs.
+
+    ``layer`` is anything with ``symbolic_output_shape(input shape, shapes of the other tensor
+    arguments, shapes of tensor keyword arguments, keyword arguments)``: unidl.layers.Layer.
+    """
     shapes = [t.shape for t in inputs] if isinstance(inputs, (list, tuple)) else inputs.shape
-    output_shape = layer.build_for(shapes)
+    arg_shapes = tuple(a.shape if isinstance(a, SymbolicTensor) else None for a in args)
+    kwarg_shapes = {k: v.shape for k, v in kwargs.items() if isinstance(v, SymbolicTensor)}
+    output_shape = layer.symbolic_output_shape(shapes, arg_shapes, kwarg_shapes, kwargs)
     node = Node(layer, inputs, kwargs, None, tuple(args))
     if isinstance(output_shape, list):
         node.outputs = [SymbolicTensor(s, node, i) for i, s in enumerate(output_shape)]

@@ -94,6 +94,18 @@ def _update_metrics(metrics, y, y_pred, weights) -> None:
         m.update(y[i] if several else y, y_pred[i] if several else y_pred, weights)
 
 
+def _all_layers(model) -> list:
+    """Every layer under ``model``, nested ones included (a Dropout inside a user's layer counts)."""
+    found: dict[int, Any] = {}
+    stack = list(model._sublayers())
+    while stack:
+        layer = stack.pop()
+        if id(layer) not in found:
+            found[id(layer)] = layer
+            stack.extend(layer._sublayers())
+    return list(found.values())
+
+
 def _all_finite(backend, grads) -> bool:
     """Whether every gradient entry is finite (one host sync: inf or NaN anywhere makes the sum so)."""
     total = None
@@ -400,7 +412,7 @@ class Trainer:
             return False  # skipping an overflowed step is a host-side decision
         # Layers drawing host randomness each call (Dropout's NumPy masks) would be frozen
         # into a traced graph, so such models run eagerly.
-        host_random = [layer.name for layer in self.layers if getattr(layer, "draws_host_randomness", False)]
+        host_random = [layer.name for layer in _all_layers(self) if getattr(layer, "draws_host_randomness", False)]
         if host_random and self.jit_compile is True:
             warnings.warn(f"jit_compile=True ignored: layers {host_random} draw NumPy random numbers at every "
                           "call and run eagerly", RuntimeWarning, stacklevel=5)

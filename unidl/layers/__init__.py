@@ -5,6 +5,7 @@ pooling, reshaping, merging, normalization, embedding, recurrent, wrappers.
 ``BUILTINS`` maps class names to classes (used to load saved models).
 """
 from ..serialization import register_layer_classes
+from .attention import Attention, MultiHeadAttention
 from .base import Input, InputLayer, Layer, LayerShapeError
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose
 from .core import Activation, Dense, Dropout, Flatten, Masking, Reshape
@@ -28,6 +29,7 @@ BUILTINS = {cls.__name__: cls for cls in (
     GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
     ZeroPadding2D, UpSampling2D, Permute,
     BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
+    Attention, MultiHeadAttention,
 )}
 
 register_layer_classes(BUILTINS)  # saved configs name these classes

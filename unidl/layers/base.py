@@ -245,14 +245,22 @@ class Layer:
         """Output shape for ``input_shape``. Default: run ``call`` on one zero sample."""
         return infer_output_shape(self, input_shape)
 
-    def build_for(self, input_shape: Shape, rng: np.random.Generator | None = None) -> Shape:
-        """Build (once) for ``input_shape`` and return the output shape."""
+    def build_for(self, input_shape: Shape, rng: np.random.Generator | None = None,
+                  arg_shapes: tuple = (), kwarg_shapes: dict | None = None) -> Shape:
+        """Build (once) for ``input_shape`` and return the output shape.
+
+        ``arg_shapes`` / ``kwarg_shapes``: the shapes of the call's other tensor arguments (an
+        attention layer's value and key), passed on to a ``build`` that takes them, as in Keras.
+        """
         input_shape = _as_shape(input_shape)
         if not self.built:
             if rng is not None:
                 self._rng = rng
             self.name = self.name or snake_case(type(self).__name__)
-            self.build(input_shape)
+            if _build_takes_more(type(self)):
+                self.build(input_shape, *arg_shapes, **(kwarg_shapes or {}))
+            else:
+                self.build(input_shape)
             self.input_shape = input_shape
             self.built = True
             subs = [sub for sub in self._sublayers() if not sub.built]
@@ -266,6 +274,15 @@ class Layer:
                 f"layer {self.name!r} ({type(self).__name__}) was built for input shape "
                 f"{self.input_shape}, got {input_shape}")
         return self.output_shape
+
+    def symbolic_output_shape(self, input_shape: Shape, arg_shapes: tuple = (), kwarg_shapes: dict | None = None,
+                              call_kwargs: dict | None = None):
+        """The output shape(s) of a call recorded in a functional graph (building the layer first).
+
+        Default: ``build_for``'s. A layer whose outputs depend on a call argument (attention's
+        ``return_attention_scores``) overrides it.
+        """
+        return self.build_for(input_shape, arg_shapes=arg_shapes, kwarg_shapes=kwarg_shapes)
 
     def rename(self, name: str) -> None:
         """Change the layer's name and the ``layer/weight`` names of its weights with it."""
@@ -306,7 +323,7 @@ class Layer:
             return call_symbolic(self, inputs, args, kwargs)
         training = _TRAINING.get() if training is None else bool(training)
         backend = ops._current.get()
-        self._build_on_first_call(inputs, backend)
+        self._build_on_first_call(inputs, backend, args, kwargs)
         signature = _call_signature(type(self))
         if signature.training:
             kwargs["training"] = training
@@ -323,11 +340,12 @@ class Layer:
         finally:
             _TRAINING.reset(token)
 
-    def _build_on_first_call(self, inputs, backend) -> None:
+    def _build_on_first_call(self, inputs, backend, args: tuple = (), kwargs: dict | None = None) -> None:
         """Build for the inputs' shape the first time; check it afterwards; put new weights on ``backend``."""
         shape = _batchless_shape(inputs)
         if not self.built:
-            self.build_for(shape)
+            kwarg_shapes = {k: _arg_shape(v) for k, v in (kwargs or {}).items() if _arg_shape(v) is not None}
+            self.build_for(shape, arg_shapes=tuple(_arg_shape(a) for a in args), kwarg_shapes=kwarg_shapes)
             for sub in self._sublayers():  # sublayers built inside call draw from the same seed
                 if not sub.built and sub._rng is None:
                     sub._rng = self._rng
@@ -382,6 +400,28 @@ def merge_masks(masks) -> Any:
     return merged
 
 
+def _arg_shape(value) -> Shape | None:
+    """(None, *sample shape) of a tensor argument (symbolic or real), None for anything else."""
+    if isinstance(value, SymbolicTensor):
+        return value.shape
+    shape = getattr(value, "shape", None)
+    if shape is None or isinstance(value, (int, float, bool)) or not len(tuple(shape)):
+        return None
+    return (None, *tuple(shape)[1:])
+
+
+_BUILD_TAKES_MORE: dict[type, bool] = {}
+
+
+def _build_takes_more(cls: type) -> bool:
+    """Whether ``cls.build`` takes more than the input shape (the shapes of other call arguments)."""
+    found = _BUILD_TAKES_MORE.get(cls)
+    if found is None:
+        params = list(inspect.signature(cls.build).parameters.values())[2:]
+        found = _BUILD_TAKES_MORE[cls] = bool(params)
+    return found
+
+
 class _CallSignature(NamedTuple):
     training: bool   # call takes ``training``
     mask: bool       # call takes ``mask``
@@ -404,6 +444,11 @@ def _call_signature(cls: type) -> _CallSignature:
             "training" in names or var_keyword, "mask" in names or var_keyword, names,
             any(p.kind is p.VAR_POSITIONAL for p in params), var_keyword)
     return found
+
+
+def call_parameters(cls: type) -> tuple:
+    """The names ``cls.call`` takes after its inputs."""
+    return _call_signature(cls).names
 
 
 def _check_call_arguments(cls: type, args: tuple, kwargs: dict) -> None:
