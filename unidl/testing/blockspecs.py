@@ -249,6 +249,7 @@ class LayerCase:
 
     ``inputs`` are specs (``F`` floats, ``I`` integer ids), the first axis the
     batch; with ``multi=True`` the layer gets them as a list (merge layers),
+    with ``positional=True`` as separate arguments (``MultiHeadAttention(query, value)``),
     else the single one. Differentiated w.r.t. every float input and every
     *trainable* weight; the values of non-trainable weights after the call
     (BatchNormalization's moving statistics) join the forward outputs, as do
@@ -262,6 +263,7 @@ class LayerCase:
     training: bool = False
     fd: bool = True
     multi: bool = False
+    positional: bool = False
 
     def describe(self) -> str:
         shown = "; ".join(spec.describe() for spec in self.inputs)
@@ -269,12 +271,16 @@ class LayerCase:
 
     def _shape_arg(self) -> Any:
         shapes = [(None, *spec.shape[1:]) for spec in self.inputs]
-        return shapes if self.multi else shapes[0]
+        return shapes if self.multi or self.positional else shapes[0]
 
     def build(self) -> layers.Layer:
         """The layer, built from the case's seed: its weights are still NumPy arrays."""
         layer = self.make()
-        layer.build_for(self._shape_arg(), rng=seeded_rng(self.item, self.name, salt=2))
+        shape = self._shape_arg()
+        if self.positional:
+            layer.build_for(shape[0], rng=seeded_rng(self.item, self.name, salt=2), arg_shapes=tuple(shape[1:]))
+        else:
+            layer.build_for(shape, rng=seeded_rng(self.item, self.name, salt=2))
         return layer
 
     def bind(self, backend: Backend) -> Bound:
@@ -289,7 +295,7 @@ class LayerCase:
         variables = {n: a for n, a, v in zip(names, args, values) if v.dtype.kind == "f"}
         variables.update({_short(w): w.value for w in layer.weights if w.trainable})
         state = [w for w in layer.weights if not w.trainable]
-        inputs = args if self.multi else args[0]
+        call_args = args if self.positional else [args if self.multi else args[0]]
         out_shape = (self.inputs[0].shape[0], *layer.output_shape[1:])
         r = upstream(self.item, self.name, out_shape)
 
@@ -301,7 +307,7 @@ class LayerCase:
             return total
 
         def forward() -> dict[str, Tensor]:
-            outputs = {"output": layer(inputs, training=self.training)}
+            outputs = {"output": layer(*call_args, training=self.training)}
             outputs.update({f"{_short(w)} after the call": w.value for w in state})
             extra = penalty()
             if extra is not None:
@@ -309,7 +315,7 @@ class LayerCase:
             return outputs
 
         def objective() -> Tensor:
-            value = weighted_sum(layer(inputs, training=self.training), r)
+            value = weighted_sum(layer(*call_args, training=self.training), r)
             extra = penalty()
             return value if extra is None else ops.add(value, extra)
 
@@ -352,6 +358,12 @@ _LAYER_CASES: list[LayerCase] = [
     _case("Dropout", "training", (0.4,), {}, F(6, 5), training=True, fd=False),
     # Values in {-1, 0, 1}: about a third of the steps are all zeros and masked. The mask jumps where
     # an input is 0, so finite differences do not apply there.
+    _case("Attention", "dot", (), {}, F(2, 3, 4), F(2, 5, 4), multi=True),
+    _case("Attention", "scaled_with_key", (), {"use_scale": True}, F(2, 3, 4), F(2, 5, 4), F(2, 5, 4), multi=True),
+    _case("Attention", "concat", (), {"score_mode": "concat"}, F(2, 3, 4), F(2, 5, 4), multi=True),
+    _case("MultiHeadAttention", "cross", (2, 3), {}, F(2, 3, 4), F(2, 5, 4), positional=True),
+    _case("MultiHeadAttention", "value_dim", (2, 2), {"value_dim": 3, "output_shape": 5}, F(2, 4, 3),
+          F(2, 4, 3), F(2, 4, 2), positional=True),
     _case("Masking", "zero_steps", (0.0,), {}, F(3, 6, 1, low=-1.0, high=1.0, step=1.0), fd=False),
     # Merge layers: a list of inputs.
     _case("Add", "pair", (), {}, *_PAIR, multi=True),
