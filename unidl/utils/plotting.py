@@ -184,8 +184,8 @@ def _label(layer: Any, model: Any, show_shapes: bool, show_dtype: bool, show_lay
             cells.append(f'<td bgcolor="white"><font point-size="14">Input shape: '
                          f'<b>{escape(_shape_text(getattr(layer, "input_shape", None)))}</b></font></td>')
         shape = getattr(layer, "output_shape", None)
-        if _is_input(layer) and shape is None:
-            shape = getattr(layer, "input_shape", None)
+        if _is_input(layer) and shape is None and getattr(layer, "shape", None) is not None:
+            shape = (None, *layer.shape)  # an Input declares one sample's shape
         cells.append(f'<td bgcolor="white"><font point-size="14">Output shape: '
                      f'<b>{escape(_shape_text(shape))}</b></font></td>')
     if show_dtype:
