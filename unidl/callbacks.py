@@ -660,7 +660,7 @@ class TensorBoard(Callback):
         self.writer = writer
         self._writers: dict[str, Any] = {}
         self._writer_class = None
-        self._global_train_batch = 0
+        self._global_train_batch: int | None = None
         self._batch_start = 0.0
         self._epoch_start = 0.0
         self._epoch_start_batch = 0
@@ -693,21 +693,26 @@ class TensorBoard(Callback):
     # ------------------------------------------------------------ hooks
     def on_train_begin(self, logs=None):
         self._writer_class = _event_writer_class(self.writer)  # a missing package fails before any training
-        optimizer = getattr(self.model, "optimizer", None)
-        self._global_train_batch = int(getattr(optimizer, "iterations", 0) or 0)
+        self._global_train_batch = None  # read from the optimizer at the first batch (after any restore)
         if self.write_graph:
             self._write_model_graph()
 
     def on_train_end(self, logs=None):
         self._close()
 
+    def _batches_so_far(self) -> int:
+        if self._global_train_batch is None:
+            optimizer = getattr(self.model, "optimizer", None)
+            self._global_train_batch = int(getattr(optimizer, "iterations", 0) or 0)
+        return self._global_train_batch
+
     def on_epoch_begin(self, epoch, logs=None):
         import time
-        self._epoch_start, self._epoch_start_batch = time.perf_counter(), self._global_train_batch
+        self._epoch_start, self._epoch_start_batch = time.perf_counter(), self._batches_so_far()
 
     def on_train_batch_begin(self, batch, logs=None):
         import time
-        self._global_train_batch += 1
+        self._global_train_batch = self._batches_so_far() + 1
         self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -730,7 +735,7 @@ class TensorBoard(Callback):
             train["learning_rate"] = optimizer.current_learning_rate
         if self.write_steps_per_second:
             elapsed = time.perf_counter() - self._epoch_start
-            steps = self._global_train_batch - self._epoch_start_batch
+            steps = self._batches_so_far() - self._epoch_start_batch
             train["steps_per_second"] = steps / elapsed if elapsed > 0 else 0.0
         self._scalars("train", train, epoch, "epoch_")
         if validation:
