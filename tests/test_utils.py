@@ -593,3 +593,110 @@ def test_plot_model_renders_with_real_pydot_and_graphviz(tmp_path):
         assert path.stat().st_size > 500
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in (tmp_path / "n.svg").read_text()
+
+
+# --------------------------------------------------------------- datasets from directories
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    """3 classes x 4 PNGs (8x6 RGB), a nested JPEG per class, and a stray text file."""
+    image = pytest.importorskip("PIL.Image")
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog", "zebra"):
+        (root / name / "nested").mkdir(parents=True)
+        for i in range(4):
+            image.fromarray(rng.integers(0, 255, (8, 6, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+        image.fromarray(rng.integers(0, 255, (8, 6, 3), dtype=np.uint8)).save(root / name / "nested" / "x.jpg")
+        (root / name / "notes.txt").write_text(f"the {name} text, long enough to cut")
+    (root / ".hidden").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(shuffle=False), dict(shuffle=True, seed=3, validation_split=0.3, subset="training"),
+    dict(shuffle=True, seed=3, validation_split=0.3, subset="validation"),
+    dict(shuffle=False, label_mode="categorical"), dict(shuffle=False, class_names=["zebra", "cat"]),
+])
+def test_image_dataset_from_directory_matches_keras(keras_tf_utils, image_dir, kwargs):
+    ours = utils.image_dataset_from_directory(image_dir, image_size=(8, 6), batch_size=4, verbose=False, **kwargs)
+    theirs = keras_tf_utils.image_dataset_from_directory(image_dir, image_size=(8, 6), batch_size=4, verbose=False,
+                                                          **kwargs)
+    assert ours.file_paths == theirs.file_paths and ours.class_names == theirs.class_names
+    if kwargs.get("shuffle"):
+        return  # per-pass orders differ (tf.data's shuffle buffer); the files of each subset are the same
+    x, y = (np.concatenate(parts) for parts in zip(*ours))
+    kx, ky = (np.concatenate(parts) for parts in zip(*theirs.as_numpy_iterator()))
+    png = np.array([p.endswith(".png") for p in ours.file_paths])
+    assert x.dtype == kx.dtype == np.float32 and y.dtype == ky.dtype
+    np.testing.assert_array_equal(x[png], kx[png])  # lossless files decode identically (JPEG decoders differ)
+    np.testing.assert_array_equal(y, ky)
+
+
+def test_image_dataset_modes_resize_and_subset_both(image_dir, capsys):
+    train, val = utils.image_dataset_from_directory(image_dir, image_size=(4, 4), batch_size=None, seed=1,
+                                                    validation_split=0.25, subset="both", color_mode="grayscale")
+    assert "Found 15 files belonging to 3 classes." in capsys.readouterr().out
+    assert len(train) == 12 and len(val) == 3 and not set(train.file_paths) & set(val.file_paths)
+    image, label = next(iter(train))
+    assert image.shape == (4, 4, 1) and label.dtype == np.int32
+    images_only = utils.image_dataset_from_directory(image_dir, labels=None, image_size=(5, 5), batch_size=5,
+                                                     shuffle=False, crop_to_aspect_ratio=True, verbose=False)
+    assert next(iter(images_only)).shape == (5, 5, 5, 3)
+    padded = utils.image_dataset_from_directory(image_dir, label_mode=None, image_size=(8, 8), batch_size=2,
+                                                shuffle=False, pad_to_aspect_ratio=True, color_mode="rgba",
+                                                verbose=False)
+    first = next(iter(padded))
+    assert first.shape == (2, 8, 8, 4) and first[:, :, 0].max() == first[:, :, 7].max() == 0  # 6 wide, centered
+    assert first[:, :, 1:7, 3].min() == 255  # the image itself: opaque
+    explicit = utils.image_dataset_from_directory(image_dir, labels=[i % 2 for i in range(15)], label_mode="binary",
+                                                  image_size=(8, 6), shuffle=False, verbose=False)
+    _, labels = next(iter(explicit))
+    assert explicit.class_names == ["0", "1"] and labels.shape == (15, 1) and labels.dtype == np.float32
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(validation_split=0.2, subset="training"), "seed"),
+    (dict(validation_split=0.2), "subset"),
+    (dict(label_mode="binary"), "exactly 2"),
+    (dict(label_mode="sparse"), "label_mode"),
+    (dict(color_mode="cmyk"), "color_mode"),
+    (dict(class_names=["cat", "lion"]), "class_names"),
+    (dict(labels=None, class_names=["cat"]), "class_names"),
+    (dict(labels=[0, 1]), "lengths of `labels`"),
+    (dict(data_format="channels_first"), "channels last"),
+])
+def test_image_dataset_argument_errors(image_dir, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        utils.image_dataset_from_directory(image_dir, verbose=False, **kwargs)
+
+
+def test_image_dataset_errors_for_missing_images_and_pillow(image_dir, tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="No images found"):
+        utils.image_dataset_from_directory(tmp_path, verbose=False)
+    dataset = utils.image_dataset_from_directory(image_dir, image_size=(8, 6), verbose=False, shuffle=False)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(ImportError, match="pip install pillow"):
+        next(iter(dataset))
+
+
+def test_text_dataset_from_directory_matches_keras(keras_tf_utils, image_dir):
+    ours = utils.text_dataset_from_directory(image_dir, batch_size=2, shuffle=False, max_length=9, verbose=False)
+    theirs = keras_tf_utils.text_dataset_from_directory(image_dir, batch_size=2, shuffle=False, max_length=9,
+                                                         verbose=False)
+    texts, labels = (np.concatenate(parts) for parts in zip(*ours))
+    k_texts, k_labels = (np.concatenate(parts) for parts in zip(*theirs.as_numpy_iterator()))
+    assert list(texts) == [t.decode() for t in k_texts] == ["the cat t", "the dog t", "the zebra"]
+    np.testing.assert_array_equal(labels, k_labels)
+    assert ours.class_names == theirs.class_names == ["cat", "dog", "zebra"]
+
+
+def test_fit_on_an_image_dataset(image_dir):
+    train = utils.image_dataset_from_directory(image_dir, image_size=(8, 6), batch_size=4, seed=0, verbose=False)
+    model = unidl.Sequential([layers.Rescaling(1 / 255, input_shape=(8, 6, 3)), layers.Flatten(),
+                              layers.Dense(3, activation="softmax")], seed=0) \
+        if hasattr(layers, "Rescaling") else \
+        unidl.Sequential([layers.Flatten(input_shape=(8, 6, 3)), layers.Dense(3, activation="softmax")], seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend="numpy")
+    history = model.fit(train, epochs=2, verbose=0)
+    assert len(history.history["accuracy"]) == 2
