@@ -700,3 +700,40 @@ def test_fit_on_an_image_dataset(image_dir):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], backend="numpy")
     history = model.fit(train, epochs=2, verbose=0)
     assert len(history.history["accuracy"]) == 2
+
+
+# --------------------------------------------------------------- PyDataset
+
+def test_fit_draws_every_batch_of_a_pydataset_and_calls_on_epoch_end():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 1))
+
+    class Batches(utils.PyDataset):
+        def __init__(self, batch_size, **kwargs):
+            super().__init__(**kwargs)
+            self.batch_size, self.drawn, self.epochs = batch_size, [], 0
+
+        def __len__(self):
+            return -(-len(x) // self.batch_size)
+
+        def __getitem__(self, index):
+            self.drawn.append(index)
+            part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+            return x[part], y[part]
+
+        def on_epoch_end(self):
+            self.epochs += 1
+
+    batches = Batches(16, workers=2)
+    model = unidl.Sequential([layers.Dense(1, input_shape=(3,))], seed=0)
+    model.compile(optimizer="sgd", loss="mse", backend="numpy")
+    model.fit(batches, epochs=2, verbose=0)
+    assert batches.drawn == [0, 1, 2, 0, 1, 2] and batches.epochs == 2 and batches.num_batches == 3
+    assert utils.Sequence is utils.PyDataset
+
+    class NoLength(utils.PyDataset):
+        def __getitem__(self, index):
+            return x, y
+
+    with pytest.raises(NotImplementedError, match="__len__"):
+        len(NoLength())

@@ -807,7 +807,7 @@ _BACKUP_VERSION = 1
 
 
 def _generators(model) -> dict[str, np.random.Generator]:
-    """Every NumPy generator of the model and its layers, by path ("model/shuffle_rng", "dropout/_mask_rng").
+    """Every NumPy generator of the model and its layers, by path ("model/shuffle_rng", "model/dropout/_mask_rng").
 
     They decide the batch order and dropout masks: restoring their states makes a resumed run draw what
     the uninterrupted run would have drawn.

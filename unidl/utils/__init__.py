@@ -6,6 +6,7 @@
 ``set_random_seed``                     seeds Python, NumPy, unidl's defaults, torch/TF if imported
 ``timeseries_dataset_from_array``       sliding windows as a ``Dataset`` that ``fit`` takes
 ``split_dataset``, ``Dataset``          train/validation splits; a small ``tf.data``-like dataset
+``PyDataset`` (``Sequence``)            base class for Python batch generators that ``fit`` takes
 ``image_dataset_from_directory``,       class-per-subdirectory files as batches (images need Pillow)
 ``text_dataset_from_directory``
 ``plot_model``, ``model_to_dot``        the layer graph through pydot + Graphviz (``dot_source``: no deps)
@@ -18,7 +19,7 @@ any unidl module may import from it (models read
 """
 from __future__ import annotations
 
-from .datasets import Dataset, split_dataset, timeseries_dataset_from_array
+from .datasets import Dataset, PyDataset, Sequence, split_dataset, timeseries_dataset_from_array
 from .directories import image_dataset_from_directory, text_dataset_from_directory
 from .numerical import normalize, to_categorical
 from .plotting import dot_source, model_to_dot, plot_model
@@ -27,7 +28,7 @@ from .random_seed import default_seed, get_random_seed, set_random_seed
 from .sequences import pad_sequences
 
 __all__ = [
-    "Dataset", "Progbar", "default_seed", "dot_source", "get_random_seed", "image_dataset_from_directory",
+    "Dataset", "Progbar", "PyDataset", "Sequence", "default_seed", "dot_source", "get_random_seed", "image_dataset_from_directory",
     "model_to_dot", "normalize", "pad_sequences", "plot_model", "set_random_seed", "split_dataset",
     "text_dataset_from_directory", "timeseries_dataset_from_array", "to_categorical",
 ]

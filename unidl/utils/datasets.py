@@ -26,7 +26,7 @@ import numpy as np
 from ..structure import flatten, pack_like
 from .random_seed import default_seed
 
-__all__ = ["Dataset", "timeseries_dataset_from_array", "split_dataset"]
+__all__ = ["Dataset", "PyDataset", "Sequence", "timeseries_dataset_from_array", "split_dataset"]
 
 
 # ------------------------------------------------------------------ sources
@@ -212,6 +212,53 @@ class Dataset:
     def __repr__(self) -> str:
         kind = f"batches of {self._batch_size}" if self._batch_size else "samples"
         return f"<unidl.utils.Dataset: {len(self)} {kind}>"
+
+
+class PyDataset:
+    """Base class for batch-producing datasets written in Python, as ``keras.utils.PyDataset``.
+
+    Subclass it, implement ``__len__`` (the number of batches) and
+    ``__getitem__(index)`` (batch ``index`` as ``(x, y)`` or ``(x, y, sample_weight)``),
+    optionally ``on_epoch_end()`` (e.g. to reshuffle); ``model.fit(dataset)``
+    draws ``dataset[0] ... dataset[len - 1]`` each epoch, then calls ``on_epoch_end()``.
+
+    ``workers``, ``use_multiprocessing`` and ``max_queue_size`` are accepted for
+    Keras compatibility; batches are read in the training thread, in order.
+    """
+
+    def __init__(self, workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10):
+        self.workers, self.use_multiprocessing, self.max_queue_size = workers, use_multiprocessing, max_queue_size
+
+    def __getitem__(self, index: int):
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__(index) returning batch index")
+
+    def __len__(self) -> int:
+        count = self.num_batches
+        if count is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement __len__ (its number of batches)")
+        return int(count)
+
+    @property
+    def num_batches(self) -> int | None:
+        """The number of batches (Keras 3's alternative to ``__len__``; None when unknown)."""
+        if type(self).__len__ is not PyDataset.__len__:
+            return len(self)
+        return None
+
+    def on_epoch_begin(self) -> None:
+        """Called before each pass over the batches."""
+
+    def on_epoch_end(self) -> None:
+        """Called after each complete pass over the batches."""
+
+    def __iter__(self) -> Iterator:
+        self.on_epoch_begin()
+        for index in range(len(self)):
+            yield self[index]
+        self.on_epoch_end()
+
+
+Sequence = PyDataset  # keras.utils.Sequence, the older name
 
 
 # ------------------------------------------------------------------ arrays in
