@@ -478,3 +478,586 @@ def _csv_value(value):
     except TypeError:
         return value
     return f"[{', '.join(map(str, items))}]"
+
+
+# --------------------------------------------------------------- TensorBoard
+
+class _Protos:
+    """The protocol-buffer classes of an event writer (TensorBoard's and TensorFlow's have the same fields)."""
+
+    def __init__(self, summary, histogram, graph_def):
+        self.Summary, self.HistogramProto, self.GraphDef = summary, histogram, graph_def
+
+
+class _TensorBoardFileWriter:
+    """Events through the ``tensorboard`` package's record writer and protos, into a local file.
+
+    (tensorboard's ``EventFileWriter`` would import TensorFlow when it is installed, for its
+    file-system layer; the record framing and the protos need nothing.)
+    """
+
+    name = "tensorboard"
+    _files_opened = 0
+
+    def __init__(self, logdir: str):
+        import socket
+        import time
+
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.graph_pb2 import GraphDef
+        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        self.protos = _Protos(Summary, HistogramProto, GraphDef)
+        self._event = Event
+        type(self)._files_opened += 1
+        # The name TensorBoard's own writers use: the run's files sort by creation time.
+        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
+                f"{type(self)._files_opened}")
+        self.path = os.path.join(logdir, name)
+        self._writer = RecordWriter(open(self.path, "wb"))
+        self._add(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def _add(self, event) -> None:
+        self._writer.write(event.SerializeToString())
+
+    def write(self, summary, step: int) -> None:
+        import time
+        self._add(self._event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def write_graph(self, graph_def) -> None:
+        import time
+        self._add(self._event(wall_time=time.time(), graph_def=graph_def.SerializeToString()))
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        if not self._writer.closed:
+            self._writer.close()
+
+
+class _TensorFlowFileWriter:
+    """Events through ``tf.summary`` (used when TensorFlow is installed but the tensorboard package is not)."""
+
+    name = "tensorflow"
+
+    def __init__(self, logdir: str):
+        import tensorflow as tf
+
+        self._tf = tf
+        self.protos = _Protos(tf.compat.v1.Summary, tf.compat.v1.HistogramProto, tf.compat.v1.GraphDef)
+        self._writer = tf.summary.create_file_writer(logdir)
+
+    def write(self, summary, step: int) -> None:
+        with self._writer.as_default():
+            self._tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
+
+    def write_graph(self, graph_def) -> None:
+        with self._writer.as_default():
+            self._tf.summary.graph(graph_def)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+_WRITERS = {"tensorboard": _TensorBoardFileWriter, "tensorflow": _TensorFlowFileWriter}
+
+
+def _event_writer_class(choice: str):
+    """The writer class for ``choice`` ("auto": tensorboard's, else TensorFlow's), or an ImportError."""
+    import importlib.util
+
+    names = ["tensorboard", "tensorflow"] if choice == "auto" else [choice]
+    for name in names:
+        if importlib.util.find_spec(name) is not None:
+            return _WRITERS[name]
+    raise ImportError("the TensorBoard callback writes event files with the tensorboard package: "
+                      "`pip install tensorboard` (or `pip install unidl[tensorboard]`); TensorFlow's writer "
+                      "is used instead when TensorFlow is installed"
+                      + ("" if choice == "auto" else f" (writer={choice!r} was asked for and is not installed)"))
+
+
+def _histogram(protos: _Protos, values: np.ndarray, bins: int = 30):
+    """A TensorBoard histogram of ``values``: ``bucket_limit`` holds each bucket's right edge."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return protos.HistogramProto()
+    counts, edges = np.histogram(values, bins=bins)
+    return protos.HistogramProto(min=float(values.min()), max=float(values.max()), num=float(values.size),
+                                 sum=float(values.sum()), sum_squares=float(np.dot(values, values)),
+                                 bucket_limit=[float(e) for e in edges[1:]], bucket=[float(c) for c in counts])
+
+
+class TensorBoard(Callback):
+    """Writes event files for TensorBoard (``tensorboard --logdir logs``), laid out as Keras does.
+
+    ``log_dir/train`` gets ``epoch_<name>`` scalars (loss, metrics,
+    ``epoch_learning_rate``) at step = epoch; ``log_dir/validation`` gets the
+    ``val_`` values under the same tags, so TensorBoard draws training and
+    validation on one chart. With ``update_freq="batch"`` (or every N
+    batches) ``log_dir/train`` also gets ``batch_<name>`` at step = the global
+    batch count (continuing from the optimizer's step count, so a resumed run
+    does not overwrite earlier steps). ``on_test_end`` (``evaluate`` or
+    validation passing callbacks) writes ``evaluation_<name>_vs_iterations``
+    to ``log_dir/validation`` at step = the optimizer's iterations.
+
+    Args:
+        log_dir: the directory (created when missing).
+        histogram_freq: every that many epochs, a histogram of each weight
+            (``<layer>/<weight>/histogram``, step = epoch); 0 writes none.
+        write_graph: write the layer graph (the Graphs tab: one node per layer,
+            its class, output shape and parameter count as attributes).
+        write_steps_per_second: also log the training speed (``epoch_steps_per_second``,
+            ``batch_steps_per_second``).
+        update_freq: "epoch" (default), "batch", or an integer N: batch
+            scalars every N batches.
+        writer: "auto" (default): the ``tensorboard`` package's event writer,
+            or TensorFlow's ``tf.summary`` writer when only TensorFlow is installed;
+            "tensorboard" or "tensorflow" to insist on one. torch's ``SummaryWriter``
+            is itself built on the ``tensorboard`` package, which is used directly.
+
+    The writer is imported when training starts, never at ``import unidl``;
+    without either package training stops at once with an ImportError naming
+    ``pip install tensorboard``. ``write_images``, ``profile_batch`` and the
+    embedding options of Keras are accepted and ignored with a warning.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0, write_graph: bool = True,
+                 write_images: bool = False, write_steps_per_second: bool = False, update_freq: str | int = "epoch",
+                 profile_batch: int = 0, embeddings_freq: int = 0, embeddings_metadata=None,
+                 writer: str = "auto"):
+        super().__init__()
+        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, (int, np.integer)) \
+                or histogram_freq < 0:
+            raise ValueError(f"TensorBoard: histogram_freq must be a non-negative integer, got "
+                             f"histogram_freq={histogram_freq!r}")
+        if update_freq == "batch":
+            update_freq = 1
+        if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, (int, np.integer))
+                                       or update_freq <= 0):
+            raise ValueError(f"TensorBoard: update_freq must be 'epoch', 'batch' or a positive number of batches, "
+                             f"got update_freq={update_freq!r}")
+        if writer not in ("auto", *_WRITERS):
+            raise ValueError(f"TensorBoard: writer must be 'auto', 'tensorboard' or 'tensorflow', got {writer!r}")
+        ignored = [name for name, value, default in (("write_images", write_images, False),
+                                                     ("profile_batch", profile_batch, 0),
+                                                     ("embeddings_freq", embeddings_freq, 0),
+                                                     ("embeddings_metadata", embeddings_metadata, None))
+                   if value != default and not (name == "profile_batch" and value in (None, (0, 0)))]
+        if ignored:
+            warnings.warn(f"TensorBoard: {ignored} are not supported by unidl and are ignored", RuntimeWarning,
+                          stacklevel=2)
+        self.log_dir = os.fspath(log_dir)
+        self.histogram_freq, self.write_graph = int(histogram_freq), bool(write_graph)
+        self.write_steps_per_second = bool(write_steps_per_second)
+        self.update_freq = update_freq
+        self.writer = writer
+        self._writers: dict[str, Any] = {}
+        self._writer_class = None
+        self._global_train_batch: int | None = None
+        self._batch_start = 0.0
+        self._epoch_start = 0.0
+        self._epoch_start_batch = 0
+
+    # ------------------------------------------------------------ writers
+    def _writer(self, run: str):
+        """The event writer of ``log_dir/<run>`` ("train" or "validation"), opened on first use."""
+        if run not in self._writers:
+            if self._writer_class is None:
+                self._writer_class = _event_writer_class(self.writer)
+            directory = os.path.join(self.log_dir, run)
+            os.makedirs(directory, exist_ok=True)
+            self._writers[run] = self._writer_class(directory)
+        return self._writers[run]
+
+    def _scalars(self, run: str, values: dict[str, Any], step: int, prefix: str) -> None:
+        writer = self._writer(run)
+        items = []
+        for name, value in values.items():
+            if _is_real_number(value):
+                items.append(writer.protos.Summary.Value(tag=f"{prefix}{name}", simple_value=float(value)))
+        if items:
+            writer.write(writer.protos.Summary(value=items), step)
+
+    def _close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    # ------------------------------------------------------------ hooks
+    def on_train_begin(self, logs=None):
+        self._writer_class = _event_writer_class(self.writer)  # a missing package fails before any training
+        self._global_train_batch = None  # read from the optimizer at the first batch (after any restore)
+        if self.write_graph:
+            self._write_model_graph()
+
+    def on_train_end(self, logs=None):
+        self._close()
+
+    def _batches_so_far(self) -> int:
+        if self._global_train_batch is None:
+            optimizer = getattr(self.model, "optimizer", None)
+            self._global_train_batch = int(getattr(optimizer, "iterations", 0) or 0)
+        return self._global_train_batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+        self._epoch_start, self._epoch_start_batch = time.perf_counter(), self._batches_so_far()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        import time
+        self._global_train_batch = self._batches_so_far() + 1
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        import time
+        if self.update_freq == "epoch" or self._global_train_batch % self.update_freq:
+            return
+        values = dict(logs or {})
+        if self.write_steps_per_second:
+            elapsed = time.perf_counter() - self._batch_start
+            values["steps_per_second"] = 1.0 / elapsed if elapsed > 0 else 0.0
+        self._scalars("train", values, self._global_train_batch, "batch_")
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+        logs = logs or {}
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        validation = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and hasattr(optimizer, "current_learning_rate"):
+            train["learning_rate"] = optimizer.current_learning_rate
+        if self.write_steps_per_second:
+            elapsed = time.perf_counter() - self._epoch_start
+            steps = self._batches_so_far() - self._epoch_start_batch
+            train["steps_per_second"] = steps / elapsed if elapsed > 0 else 0.0
+        self._scalars("train", train, epoch, "epoch_")
+        if validation:
+            self._scalars("validation", validation, epoch, "epoch_")
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            self._write_histograms(epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_test_end(self, logs=None):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None or not logs:
+            return
+        self._scalars("validation", {f"evaluation_{k}_vs_iterations": v for k, v in logs.items()},
+                      int(optimizer.iterations), "")
+        self._writer("validation").flush()
+
+    # ------------------------------------------------------------ contents
+    def _write_histograms(self, epoch: int) -> None:
+        writer = self._writer("train")
+        seen: set[int] = set()
+        values = []
+        for layer in self.model.layers:
+            for weight in layer.weights:
+                if id(weight) in seen:
+                    continue
+                seen.add(id(weight))
+                name = weight.name if "/" in weight.name else f"{layer.name}/{weight.name}"
+                values.append(writer.protos.Summary.Value(tag=f"{name}/histogram",
+                                                          histo=_histogram(writer.protos, weight.numpy())))
+        if values:
+            writer.write(writer.protos.Summary(value=values), epoch)
+
+    def _write_model_graph(self) -> None:
+        """The layer graph as a GraphDef: one node per layer, named by its path, wired as the model is."""
+        from .utils.plotting import layer_graph
+
+        model = self.model
+        if not getattr(model, "built", False):
+            return  # built by the first batch of an iterable: nothing to draw yet
+        writer = self._writer("train")
+        graph = layer_graph(model, expand_nested=True)
+        names = {}
+        for node in graph.nodes:
+            names[node.key] = "/".join([*map(str, node.cluster), str(node.layer.name or node.key)])
+        inputs: dict[str, list[str]] = {}
+        for src, dst in graph.edges:
+            inputs.setdefault(dst, []).append(names[src])
+        graph_def = writer.protos.GraphDef()
+        for node in graph.nodes:
+            layer = node.layer
+            item = graph_def.node.add()
+            item.name, item.op = names[node.key], type(layer).__name__
+            item.input.extend(inputs.get(node.key, []))
+            shape = getattr(layer, "output_shape", None)
+            if shape is None and getattr(layer, "shape", None) is not None:
+                shape = (None, *layer.shape)  # an Input declares one sample's shape
+            item.attr["output_shape"].s = str(shape).encode()
+            params = int(sum(int(np.prod(w.shape)) for w in getattr(layer, "weights", [])))
+            item.attr["params"].i = params
+        writer.write_graph(graph_def)
+        writer.flush()
+
+
+# ---------------------------------------------------------- BackupAndRestore
+
+_BACKUP_FORMAT = "unidl.training_state"
+_BACKUP_VERSION = 1
+
+
+def _generators(model) -> dict[str, np.random.Generator]:
+    """Every NumPy generator of the model and its layers, by path ("model/shuffle_rng", "model/dropout/_mask_rng").
+
+    They decide the batch order and dropout masks: restoring their states makes a resumed run draw what
+    the uninterrupted run would have drawn.
+    """
+    found: dict[str, np.random.Generator] = {}
+    seen: set[int] = set()
+
+    def walk(obj, path: str) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        for attr, value in sorted(vars(obj).items()):
+            if isinstance(value, np.random.Generator):
+                found[f"{path}/{attr}"] = value
+        subs = obj.layers if getattr(obj, "_kind", "") == "model" else obj._sublayers()
+        for sub in subs:
+            walk(sub, f"{path}/{sub.name}")
+
+    walk(model, "model")
+    return found
+
+
+class BackupAndRestore(Callback):
+    """Backs up the training state so that a ``fit`` interrupted midway resumes where it stopped.
+
+    At the end of each epoch the callback writes, atomically, one file in
+    ``backup_dir``: the weights, the optimizer's state (slots, step count,
+    learning rate), the number of epochs done, and the state of the NumPy
+    generators that draw the batch order and dropout masks. When ``fit`` is
+    called again with a ``BackupAndRestore`` on the same ``backup_dir`` (after
+    an exception, a KeyboardInterrupt, a killed process and a rebuilt model),
+    it restores that state and continues with the next epoch: the final
+    weights equal those of an uninterrupted run (bit for bit on the NumPy
+    backend). After a ``fit`` that ends normally (including an EarlyStopping
+    stop) the backup is deleted, unless ``delete_checkpoint=False``.
+
+    Args:
+        backup_dir: a directory for this run's backup only (created when missing).
+        save_freq: "epoch" (default), or an integer N: also back up every N
+            batches. A run interrupted mid-epoch then restarts that epoch from
+            the weights of the last batch backup (as Keras does): not an exact
+            replay, since part of the epoch is trained twice.
+        double_checkpoint: keep the previous backup too, and fall back to it
+            when the latest cannot be read.
+        delete_checkpoint: delete the backup once ``fit`` completes.
+
+    Like Keras, it resumes what the model owns: other callbacks' own state
+    (ReduceLROnPlateau's patience counter, EarlyStopping's best value) starts
+    over, and so does History. Put it after callbacks that change the
+    learning rate at epoch end, so the backup holds the rate they set.
+    Needs a ``fit`` that honours ``model._initial_epoch`` (set in
+    ``on_train_begin``, as Keras's fit does); a fit that does not is detected
+    and reported, never silently retrained from epoch 0.
+    """
+
+    FILENAME = "training_state.zip"
+    PREVIOUS = "training_state.prev.zip"
+
+    def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int = "epoch",
+                 double_checkpoint: bool = False, delete_checkpoint: bool = True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("Empty `backup_dir` argument passed")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, (int, np.integer))
+                                     or save_freq <= 0):
+            raise ValueError(f"Invalid value for argument `save_freq`. Received: save_freq={save_freq!r}. Expected "
+                             "either 'epoch' or a positive integer (a number of batches).")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint, self.delete_checkpoint = bool(double_checkpoint), bool(delete_checkpoint)
+        self._path = os.path.join(self.backup_dir, self.FILENAME)
+        self._previous_path = os.path.join(self.backup_dir, self.PREVIOUS)
+        self._current_epoch = 0
+        self._batches_since_save = 0
+        self._epoch_start_generators: dict[str, Any] = {}
+        self._pending: dict | None = None  # a backup read at train begin, applied once the model is built
+        self._resume_epoch: int | None = None
+
+    # ------------------------------------------------------------ hooks
+    def on_train_begin(self, logs=None):
+        self._batches_since_save = 0
+        self._resume_epoch = None
+        state = self._read_backup()
+        if state is None:
+            return
+        self._pending = state
+        epoch = state["metadata"]["epoch"]
+        self._current_epoch = epoch
+        if getattr(self.model, "built", False):
+            self._apply(state)
+        # Keras's contract: fit reads model._initial_epoch after on_train_begin.
+        self.model._initial_epoch = epoch
+        self._resume_epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._resume_epoch is not None:
+            resume, self._resume_epoch = self._resume_epoch, None
+            if epoch < resume:
+                raise RuntimeError(
+                    f"BackupAndRestore restored the state after epoch {resume} from {self._path!r}, but fit started "
+                    f"at epoch {epoch + 1}: this fit does not read model._initial_epoch after on_train_begin (the "
+                    f"Keras contract for resuming). Pass fit(..., initial_epoch={resume}) to resume by hand.")
+        self._current_epoch = epoch
+        self._batches_since_save = 0
+        if self.save_freq != "epoch":
+            self._epoch_start_generators = self._generator_states()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._pending is not None:  # the model was built by this first batch (an iterable of batches)
+            self._apply(self._pending)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            # The epoch in progress restarts on resume, with the batch order it had.
+            self._save(self._current_epoch, batch + 1, self._epoch_start_generators)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._save(epoch + 1, 0, self._generator_states())
+
+    def on_train_end(self, logs=None):
+        self._pending = None
+        if self.delete_checkpoint:
+            self.delete_backup()
+
+    def delete_backup(self) -> None:
+        """Remove this callback's backup files (and ``backup_dir`` if that leaves it empty)."""
+        from .files import remove_stale_temporaries
+
+        for path in (self._path, self._previous_path):
+            if os.path.exists(path):
+                os.remove(path)
+        if os.path.isdir(self.backup_dir):
+            for name in (self.FILENAME, self.PREVIOUS):
+                remove_stale_temporaries(self.backup_dir, name)
+            try:
+                os.rmdir(self.backup_dir)
+            except OSError:  # other files are there: not ours to delete
+                pass
+
+    # ------------------------------------------------------------ state
+    def _generator_states(self) -> dict[str, Any]:
+        return {path: g.bit_generator.state for path, g in _generators(self.model).items()}
+
+    def _save(self, epoch: int, batch: int, generators: dict[str, Any]) -> None:
+        import json
+        import zipfile
+
+        from . import __version__
+        from .files import atomic_write, write_npz, zip_info
+
+        model = self.model
+        optimizer = getattr(model, "optimizer", None)
+        scale = None if getattr(model, "dtype_policy", None) is None else model.dtype_policy.loss_scale
+        metadata = {
+            "format": _BACKUP_FORMAT, "format_version": _BACKUP_VERSION, "unidl_version": __version__,
+            "model": model.name, "epoch": int(epoch), "batch": int(batch),
+            "optimizer_iterations": None if optimizer is None else int(optimizer.iterations),
+            "learning_rate": (None if optimizer is None or callable(optimizer.learning_rate)
+                              else float(optimizer.learning_rate)),
+            "loss_scale": None if scale is None else {"scale": scale.scale, "good_steps": scale.good_steps,
+                                                      "skipped_steps": scale.skipped_steps},
+            "generators": generators,
+        }
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.exists(self._path):
+            os.replace(self._path, self._previous_path)
+        with atomic_write(self._path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr(zip_info("metadata.json"), json.dumps(metadata).encode())
+            with zf.open(zip_info("model.weights.npz"), "w", force_zip64=True) as member:
+                write_npz(member, saving._weights_arrays(model))
+            if optimizer is not None:
+                with zf.open(zip_info("optimizer.npz"), "w", force_zip64=True) as member:
+                    write_npz(member, saving._optimizer_arrays(model))
+
+    def _read_backup(self) -> dict | None:
+        """The latest readable backup (the previous one if the latest is damaged), or None."""
+        from .files import SavingError
+
+        paths = [p for p in (self._path, self._previous_path if self.double_checkpoint else None)
+                 if p and os.path.exists(p)]
+        errors = []
+        for path in paths:
+            try:
+                return self._read(path)
+            except (SavingError, OSError, KeyError, ValueError) as exc:
+                errors.append(f"{path}: {exc}")
+        if errors:
+            raise saving.SavingError("BackupAndRestore cannot resume: " + "; ".join(errors) + ". Delete "
+                                     f"{self.backup_dir!r} to start over.")
+        return None
+
+    def _read(self, path: str) -> dict:
+        from .files import WeightsFileError, open_zip, read_bytes, read_json_member, read_member
+
+        source = f"backup {path!r}"
+        zf = open_zip(read_bytes(path, "backup"), source)
+        metadata = read_json_member(zf, "metadata.json", source)
+        if not isinstance(metadata, dict) or metadata.get("format") != _BACKUP_FORMAT:
+            raise WeightsFileError(f"{source} is not a unidl training-state backup")
+        if not isinstance(metadata.get("format_version"), int) or metadata["format_version"] > _BACKUP_VERSION:
+            raise WeightsFileError(f"{source} has format version {metadata.get('format_version')!r}; this unidl "
+                                   f"reads versions up to {_BACKUP_VERSION}")
+        epoch = metadata.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise WeightsFileError(f"{source}: 'epoch' must be a non-negative integer, got {epoch!r}")
+        members = {"weights": read_member(zf, "model.weights.npz", source, None)}
+        if "optimizer.npz" in zf.namelist():
+            members["optimizer"] = read_member(zf, "optimizer.npz", source, None)
+        return {"path": path, "metadata": metadata, **members}
+
+    def _apply(self, state: dict) -> None:
+        """Put the backed-up weights, optimizer state and generator states into the model."""
+        from .files import read_npz
+
+        self._pending = None
+        model, path, metadata = self.model, state["path"], state["metadata"]
+        try:
+            shapes = saving._expected_shapes(model)
+            weights = read_npz(state["weights"], f"the weights in backup {path!r}", shapes)
+            pairs = saving._matched(model, weights, f"backup {path!r}")
+            optimizer = getattr(model, "optimizer", None)
+            slots = None
+            if optimizer is not None and "optimizer" in state:
+                slot_shapes = {k: tuple(b.shape(h)) for k, (b, h) in saving._slot_handles_after_ensure(model).items()}
+                slots = read_npz(state["optimizer"], f"the optimizer state in backup {path!r}", slot_shapes)
+        except saving.SavingError as exc:
+            raise type(exc)(f"BackupAndRestore: the backup in {self.backup_dir!r} does not fit model "
+                            f"{model.name!r} (was it written by another model? delete the directory to start "
+                            f"over): {exc}") from exc
+        saving._assign_all(pairs)
+        if slots is not None:
+            saving._restore_optimizer(model, slots, metadata.get("optimizer_iterations"), path)
+        elif optimizer is not None and metadata.get("optimizer_iterations") is not None:
+            optimizer.iterations = int(metadata["optimizer_iterations"])
+        if optimizer is not None and metadata.get("learning_rate") is not None \
+                and not callable(optimizer.learning_rate):
+            optimizer.learning_rate = float(metadata["learning_rate"])
+        scale = None if getattr(model, "dtype_policy", None) is None else model.dtype_policy.loss_scale
+        if scale is not None and isinstance(metadata.get("loss_scale"), dict):
+            scale.scale = float(metadata["loss_scale"]["scale"])
+            scale.good_steps = int(metadata["loss_scale"]["good_steps"])
+            scale.skipped_steps = int(metadata["loss_scale"]["skipped_steps"])
+        generators = _generators(model)
+        for key, value in (metadata.get("generators") or {}).items():
+            generator = generators.get(key)
+            if generator is not None and isinstance(value, dict) \
+                    and value.get("bit_generator") == generator.bit_generator.state.get("bit_generator"):
+                generator.bit_generator.state = value
