@@ -13,8 +13,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import (activations, callbacks, distributed, initializers, layers, losses, metrics, ops, optimizers,
-               regularizers, saving, schedules)
+from . import (activations, callbacks, distributed, initializers, layers, losses, metrics, models, ops, optimizers,
+               regularizers, saving, schedules, utils)
 from .autodiff import function, grad, value_and_grad
 from .backend import Backend, BackendError
 from .data import DataError
@@ -34,7 +34,8 @@ __all__ = [
     "Input", "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "distributed",
     "get_backend",
     "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",
-    "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad", "function",
+    "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad", "function", "models",
+    "utils",
 ]
 
 def __getattr__(name: str):

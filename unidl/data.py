@@ -276,6 +276,9 @@ class IterableData:
             self.exhausted = True
 
     def _check(self, item, step: int) -> tuple:
+        item = _as_numpy_batch(item)
+        if self.losses is None and not isinstance(item, tuple):
+            item = (item,)  # predict: a batch may be the inputs alone, as in Keras
         if not isinstance(item, (tuple, list)) or len(item) not in (1, 2, 3):
             raise DataError(f"batch {step} of the data iterable must be (x, y) or (x, y, sample_weight), "
                             f"got {type(item).__name__}")
@@ -285,6 +288,25 @@ class IterableData:
         ys = None if self.losses is None else prepare_y(self.model, y, n, self.losses())
         weights = prepare_weights(self.model, n, ys, w) if ys is not None else None
         return pack_batch(xs), None if ys is None else pack_batch(ys), weights
+
+
+def _as_numpy_batch(item):
+    """A batch from a framework's data pipeline as NumPy: tf.data and torch DataLoader batches hold
+    tensors (``.numpy()``, or ``.detach().cpu().numpy()``); lists and dicts of them are walked.
+    Nothing is imported: a tensor is recognized by its methods."""
+    if isinstance(item, tuple):
+        return tuple(_as_numpy_batch(part) for part in item)
+    if isinstance(item, list):
+        return [_as_numpy_batch(part) for part in item]
+    if isinstance(item, dict):
+        return {k: _as_numpy_batch(v) for k, v in item.items()}
+    if isinstance(item, np.ndarray) or item is None:
+        return item
+    if hasattr(item, "detach") and hasattr(item, "cpu"):  # a torch tensor
+        return item.detach().cpu().numpy()
+    if hasattr(item, "numpy") and callable(item.numpy):  # a TensorFlow (or JAX-like) tensor
+        return item.numpy()
+    return item
 
 
 def pack_outputs(model, flat: list):

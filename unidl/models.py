@@ -23,6 +23,7 @@ from .serialization import deserialize_layer, register_layer_classes, serialize_
 from .structure import flatten, map_structure
 from .symbolic import SymbolicTensor, is_symbolic
 from .training import COMPILED_STATE, NotCompiledError, Trainer
+from .utils.random_seed import default_seed
 
 __all__ = ["Model", "Sequential", "NotCompiledError", "load_model", "clone_model"]
 
@@ -61,7 +62,8 @@ class Model(Trainer, Layer):
         super().__init__(name=name, trainable=trainable)
         self.name = name or snake_case(type(self).__name__)
         self.seed = seed
-        seeds = np.random.SeedSequence(seed).spawn(2)
+        # Unseeded: unidl.utils.set_random_seed's sequence when it was called, else fresh entropy.
+        seeds = np.random.SeedSequence(seed if seed is not None else default_seed()).spawn(2)
         self._init_rng = np.random.default_rng(seeds[0])      # weights, dropout streams
         self.shuffle_rng = np.random.default_rng(seeds[1])    # fit()'s batch order
         self._init_training_state()

@@ -134,6 +134,9 @@ class Trainer:
         self.nonfinite_data = "raise"  # compile's choice for NaN/inf in the data
         self.stop_training = False
         self.history = None
+        # Set by a callback in on_train_begin to move fit's first epoch (BackupAndRestore resuming);
+        # fit reads it once, right after on_train_begin (Keras's model._initial_epoch).
+        self._initial_epoch: int | None = None
 
     # ----------------------------------------------------------- compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend: str | Backend = "numpy",
@@ -493,7 +496,10 @@ class Trainer:
         logs: dict[str, float] = {}
         with use_backend(backend):
             self.optimizer.ensure_slots(self.trainable_weights)
+            self._initial_epoch = None
             cbs.on_train_begin()
+            if self._initial_epoch is not None:  # a callback restored a backup (BackupAndRestore)
+                initial_epoch, self._initial_epoch = int(self._initial_epoch), None
             for epoch in range(initial_epoch, epochs):
                 if verbose:
                     print(f"Epoch {epoch + 1}/{epochs}")
