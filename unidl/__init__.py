@@ -14,7 +14,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import (activations, callbacks, distributed, initializers, layers, losses, metrics, models, ops, optimizers,
-               regularizers, saving, schedules, utils)
+               random, regularizers, saving, schedules, utils)
 from .autodiff import function, grad, value_and_grad
 from .backend import Backend, BackendError
 from .data import DataError
@@ -35,7 +35,7 @@ __all__ = [
     "get_backend",
     "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",
     "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad", "function", "models",
-    "utils",
+    "utils", "random",
 ]
 
 def __getattr__(name: str):

@@ -14,10 +14,12 @@ and ``Backend.grad_wrt_inputs``.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .backend import FrozenRandomnessError
 from .layers.base import Layer
 from .ops import current_backend
 from .optimizers import recording_applies, scalars_from
@@ -102,15 +104,16 @@ def function(fn: Callable | None = None, *, jit_compile: bool = True):
     optimizers: list = []  # those the step applies, noted by its first call
     compiled: dict = {}    # backend identity (kind, dtype, device) -> its compiled step
     first_call = True
+    eager = False  # set when tracing met unidl.random: from then on the step runs eagerly
 
     def step(scalars, *args):
         with scalars_from({id(opt): s for opt, s in zip(optimizers, scalars)}):
             return fn(*args)
 
     def call(*args):
-        nonlocal first_call
+        nonlocal first_call, eager
         backend = current_backend()
-        if not jit_compile:
+        if not jit_compile or eager:
             return fn(*args)
         if first_call:  # eager, noting the optimizers it applies
             with recording_applies([]) as applied:
@@ -124,7 +127,13 @@ def function(fn: Callable | None = None, *, jit_compile: bool = True):
         if key not in compiled:
             compiled[key] = backend.compile_step(step)
         scalars = [{k: float(v) for k, v in opt.step_scalars().items()} for opt in optimizers]
-        out = compiled[key](scalars, *args)
+        try:
+            out = compiled[key](scalars, *args)
+        except FrozenRandomnessError:  # the step draws unidl.random numbers: a graph would freeze them
+            eager = True
+            warnings.warn(f"unidl.function {getattr(fn, '__name__', 'step')!r} runs eagerly: it draws random "
+                          "numbers (unidl.random), which a compiled graph would freeze", RuntimeWarning, stacklevel=2)
+            return fn(*args)
         for opt in optimizers:
             opt.iterations += 1
         return out

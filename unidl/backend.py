@@ -162,6 +162,43 @@ class BackendError(RuntimeError):
     """A backend cannot do what was asked (missing op, device, dtype...)."""
 
 
+# True while a backend traces a step into a graph (tf.function, jax.jit): what runs then runs once,
+# so host-side work (a NumPy random draw) would be frozen into every later call.
+_tracing: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_tracing", default=False)
+
+
+class FrozenRandomnessError(BackendError):
+    """Random numbers were asked for while a step was being traced: they would be the same at every call."""
+
+
+@contextlib.contextmanager
+def tracing() -> Iterator[None]:
+    """Mark a trace in progress (backends wrap their ``compile_step`` tracing in it).
+
+    ``unidl.random`` refuses to draw inside (``FrozenRandomnessError``, which makes the training
+    loop run that model's step eagerly), and a draw from NumPy's global generator during the
+    trace is reported with a warning, since it would be frozen into the graph.
+    """
+    import warnings
+
+    before = np.random.get_state()
+    token = _tracing.set(True)
+    try:
+        yield
+    finally:
+        _tracing.reset(token)
+    after = np.random.get_state()
+    if after[2:] != before[2:] or not np.array_equal(after[1], before[1]):  # position, or key, moved
+        warnings.warn("NumPy's global random generator was used while a step was traced into a graph: those "
+                      "numbers are now frozen into it and repeat at every call. Draw them with unidl.random "
+                      "(the step then runs eagerly), or pass them in as arguments", RuntimeWarning, stacklevel=3)
+
+
+def is_tracing() -> bool:
+    """Whether a backend is tracing a step right now (see :func:`tracing`)."""
+    return _tracing.get()
+
+
 def _normalize_axis(axis, ndim: int):
     """Return axis as a tuple of non-negative ints (all axes for None)."""
     if axis is None:

@@ -42,7 +42,7 @@ import threading
 import weakref
 from typing import Any, Callable, Sequence
 
-from .backend import Tensor
+from .backend import Tensor, tracing
 
 
 class VariableHolder:
@@ -221,9 +221,10 @@ class ImmutableArrays:
 def _pure_step(step: Callable, holders: tuple[VariableHolder, ...]) -> Callable:
     """``step`` as a pure function of the holders' values and its arguments: (values, args) -> (out, new values)."""
     def pure(values, args):
-        for holder, value in zip(holders, values):
-            holder.value = value
-        return step(*args), [holder.value for holder in holders]
+        with tracing():  # the framework runs this body only to trace it
+            for holder, value in zip(holders, values):
+                holder.value = value
+            return step(*args), [holder.value for holder in holders]
     return pure
 
 

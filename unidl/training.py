@@ -30,7 +30,7 @@ from . import metrics as metrics_mod
 from . import ops
 from . import optimizers as optimizers_mod
 from . import precision
-from .backend import HALF_DTYPES, Backend
+from .backend import HALF_DTYPES, Backend, FrozenRandomnessError
 from .callbacks import Callback, CallbackList, History
 from .data import (NONFINITE_CHOICES, ArrayData, DataError, IterableData, is_iterable_data, pack_outputs,
                    prepare_weights, prepare_x, prepare_y)
@@ -132,6 +132,7 @@ class Trainer:
         self.distribute = None  # a unidl.distributed strategy, set by compile
         self.dtype_policy: precision.DTypePolicy | None = None  # set by compile
         self.nonfinite_data = "raise"  # compile's choice for NaN/inf in the data
+        self._draws_randomness = False  # a traced step asked unidl.random for numbers: steps run eagerly
         self.stop_training = False
         self.history = None
         # Set by a callback in on_train_begin to move fit's first epoch (BackupAndRestore resuming);
@@ -406,10 +407,31 @@ class Trainer:
                 self.optimizer.update_all(grads, trainable, scalars)
             return loss, y_pred
 
-        return backend.compile_step(step) if self._may_compile() else step
+        return self._compiled(step) if self._may_compile() else step
+
+    def _compiled(self, step):
+        """``step`` compiled by the backend, falling back to ``step`` itself for good when tracing it asks
+        for random numbers (unidl.random), which a graph would freeze."""
+        compiled = self.backend.compile_step(step)
+        state = {"eager": False}
+
+        def run(*args):
+            if state["eager"]:
+                return step(*args)
+            try:
+                return compiled(*args)
+            except FrozenRandomnessError:
+                state["eager"] = True
+                self._draws_randomness = True
+                if self.jit_compile is True:
+                    warnings.warn(f"model {self.name!r}: jit_compile=True ignored: its step draws random numbers "
+                                  "(unidl.random) and runs eagerly, as a graph would freeze them",
+                                  RuntimeWarning, stacklevel=4)
+                return step(*args)
+        return run
 
     def _may_compile(self) -> bool:
-        if self.jit_compile is False or self.distribute is not None:
+        if self.jit_compile is False or self.distribute is not None or self._draws_randomness:
             return False
         if self._loss_scale() is not None:
             return False  # skipping an overflowed step is a host-side decision
@@ -438,7 +460,7 @@ class Trainer:
         """
         functions = self._inference_functions
         if purpose not in functions:
-            functions[purpose] = step if self.jit_compile is False else self.backend.compile_step(step)
+            functions[purpose] = step if self.jit_compile is False or self._draws_randomness else self._compiled(step)
         return functions[purpose]
 
     # ------------------------------------------------------------- loops

@@ -19,11 +19,12 @@ import threading
 
 import numpy as np
 
-__all__ = ["set_random_seed", "get_random_seed", "default_seed"]
+__all__ = ["set_random_seed", "get_random_seed", "default_seed", "times_seeded"]
 
 _lock = threading.Lock()
 _seed: int | None = None
 _sequence: np.random.SeedSequence | None = None
+_times_seeded = 0
 
 
 def set_random_seed(seed: int) -> None:
@@ -51,9 +52,11 @@ def set_random_seed(seed: int) -> None:
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be between 0 and 2**32 - 1 (NumPy's global generator takes no other), "
                          f"got seed={seed}")
+    global _times_seeded
     with _lock:
         _seed = seed
         _sequence = np.random.SeedSequence(seed)
+        _times_seeded += 1
     random.seed(seed)
     np.random.seed(seed)
     torch = sys.modules.get("torch")
@@ -62,6 +65,11 @@ def set_random_seed(seed: int) -> None:
     tf = sys.modules.get("tensorflow")
     if tf is not None and hasattr(getattr(tf, "random", None), "set_seed"):
         tf.random.set_seed(seed)
+
+
+def times_seeded() -> int:
+    """How many times :func:`set_random_seed` was called: a stream seeded from it starts over when this changes."""
+    return _times_seeded
 
 
 def get_random_seed() -> int | None:
