@@ -11,7 +11,7 @@ is first compiled on it.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401  (unidl.__version__)
 
 from . import (activations, callbacks, distributed, initializers, layers, losses, metrics, models, ops, optimizers,
                random, regularizers, saving, schedules, utils)

@@ -26,7 +26,8 @@ import json
 import sys
 from typing import Callable, Sequence
 
-from . import __version__, registry
+from . import registry
+from .version import __version__
 from .backend import missing_ops
 
 # ------------------------------------------------------------------ helpers

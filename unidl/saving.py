@@ -52,7 +52,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .files import (SavingError, WeightsFileError, atomic_write, check_overwrite,
                     is_safetensors_path, open_zip, read_bytes, read_json_member, read_member, read_npz,
                     read_safetensors, require_safetensors, write_npz, write_safetensors, zip_info)
@@ -64,7 +64,7 @@ from .serialization import (UnknownObjectError, custom_object_scope, deserialize
 
 __all__ = ["SavingError", "WeightsFileError", "WeightsMismatchError", "UnknownObjectError", "save_weights",
            "load_weights", "save_model", "load_model", "read_weights_file", "model_config", "model_from_config",
-           "custom_object_scope"]
+           "custom_object_scope", "save_training_state", "read_training_state", "restore_training_state"]
 
 MODEL_FORMAT = "unidl.model"
 MODEL_FORMAT_VERSION = 1
@@ -551,3 +551,114 @@ def _slot_handles_after_ensure(model):
     with use_backend(model.backend):
         model.optimizer.ensure_slots(model.trainable_weights)
     return _slot_handles(model)
+
+
+# ------------------------------------------------------------- training state
+
+TRAINING_STATE_FORMAT = "unidl.training_state"
+TRAINING_STATE_VERSION = 1
+
+
+def random_generators(model) -> dict[str, np.random.Generator]:
+    """Every NumPy generator of the model and its layers, by path ("model/shuffle_rng", "model/dropout/_mask_rng").
+
+    They decide the batch order and dropout masks: restoring their states makes a resumed run draw
+    what the uninterrupted run would have drawn.
+    """
+    found: dict[str, np.random.Generator] = {}
+    seen: set[int] = set()
+
+    def walk(obj, path: str) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        for attr, value in sorted(vars(obj).items()):
+            if isinstance(value, np.random.Generator):
+                found[f"{path}/{attr}"] = value
+        for sub in (obj.layers if _is_model(obj) else obj._sublayers()):
+            walk(sub, f"{path}/{sub.name}")
+
+    walk(model, "model")
+    return found
+
+
+def save_training_state(model, filepath: str | os.PathLike, epoch: int, batch: int = 0,
+                        generators: Mapping[str, Any] | None = None) -> None:
+    """Write what training needs to resume, atomically: weights, optimizer state (slots, step count,
+    learning rate), loss scale, the epoch and batch reached, and the model's generator states
+    (``generators``: path -> ``bit_generator.state``; default: their states now)."""
+    import json
+    import zipfile
+
+    optimizer = getattr(model, "optimizer", None)
+    scale = None if getattr(model, "dtype_policy", None) is None else model.dtype_policy.loss_scale
+    if generators is None:
+        generators = {path: g.bit_generator.state for path, g in random_generators(model).items()}
+    metadata = {
+        "format": TRAINING_STATE_FORMAT, "format_version": TRAINING_STATE_VERSION, "unidl_version": __version__,
+        "model": model.name, "epoch": int(epoch), "batch": int(batch),
+        "optimizer_iterations": None if optimizer is None else int(optimizer.iterations),
+        "learning_rate": (None if optimizer is None or callable(optimizer.learning_rate)
+                          else float(optimizer.learning_rate)),
+        "loss_scale": None if scale is None else {"scale": scale.scale, "good_steps": scale.good_steps,
+                                                  "skipped_steps": scale.skipped_steps},
+        "generators": generators,
+    }
+    with atomic_write(filepath) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(zip_info(_METADATA), json.dumps(metadata).encode())
+        with zf.open(zip_info(_WEIGHTS), "w", force_zip64=True) as member:
+            write_npz(member, _weights_arrays(model))
+        if optimizer is not None:
+            with zf.open(zip_info(_OPTIMIZER), "w", force_zip64=True) as member:
+                write_npz(member, _optimizer_arrays(model))
+
+
+def read_training_state(filepath: str | os.PathLike) -> dict[str, Any]:
+    """A file :func:`save_training_state` wrote: {"path", "metadata", "weights", "optimizer"?} (bytes, checked later)."""
+    path = os.fspath(filepath)
+    source = f"training-state file {path!r}"
+    zf = open_zip(read_bytes(path, "training-state file"), source)
+    metadata = read_json_member(zf, _METADATA, source)
+    if not isinstance(metadata, dict) or metadata.get("format") != TRAINING_STATE_FORMAT:
+        raise WeightsFileError(f"{source} is not a unidl training-state file")
+    version = metadata.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version > TRAINING_STATE_VERSION:
+        raise WeightsFileError(f"{source} has format version {version!r}; this unidl reads versions up to "
+                               f"{TRAINING_STATE_VERSION}")
+    epoch = metadata.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise WeightsFileError(f"{source}: 'epoch' must be a non-negative integer, got {epoch!r}")
+    state = {"path": path, "metadata": metadata, "weights": read_member(zf, _WEIGHTS, source, None)}
+    if _OPTIMIZER in zf.namelist():
+        state["optimizer"] = read_member(zf, _OPTIMIZER, source, None)
+    return state
+
+
+def restore_training_state(model, state: Mapping[str, Any]) -> None:
+    """Put a :func:`read_training_state` state into ``model``; checked whole before anything changes."""
+    path, metadata = state["path"], state["metadata"]
+    shapes = _expected_shapes(model)
+    pairs = _matched(model, read_npz(state["weights"], f"the weights in {path!r}", shapes), repr(path))
+    optimizer = getattr(model, "optimizer", None)
+    slots = None
+    if optimizer is not None and "optimizer" in state:
+        slot_shapes = {k: tuple(b.shape(h)) for k, (b, h) in _slot_handles_after_ensure(model).items()}
+        slots = read_npz(state["optimizer"], f"the optimizer state in {path!r}", slot_shapes)
+    _assign_all(pairs)
+    if slots is not None:
+        _restore_optimizer(model, slots, metadata.get("optimizer_iterations"), path)
+    elif optimizer is not None and metadata.get("optimizer_iterations") is not None:
+        optimizer.iterations = int(metadata["optimizer_iterations"])
+    if optimizer is not None and metadata.get("learning_rate") is not None and not callable(optimizer.learning_rate):
+        optimizer.learning_rate = float(metadata["learning_rate"])
+    scale = None if getattr(model, "dtype_policy", None) is None else model.dtype_policy.loss_scale
+    if scale is not None and isinstance(metadata.get("loss_scale"), dict):
+        scale.scale = float(metadata["loss_scale"]["scale"])
+        scale.good_steps = int(metadata["loss_scale"]["good_steps"])
+        scale.skipped_steps = int(metadata["loss_scale"]["skipped_steps"])
+    generators = random_generators(model)
+    for key, value in (metadata.get("generators") or {}).items():
+        generator = generators.get(key)
+        if generator is not None and isinstance(value, dict) \
+                and value.get("bit_generator") == generator.bit_generator.state.get("bit_generator"):
+            generator.bit_generator.state = value
