@@ -194,6 +194,28 @@ def tracing() -> Iterator[None]:
                       "(the step then runs eagerly), or pass them in as arguments", RuntimeWarning, stacklevel=3)
 
 
+# True inside generic_layers(): layers skip their backend's native kernels (see Backend.native_layer).
+_generic_layers: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_generic_layers", default=False)
+
+
+@contextlib.contextmanager
+def generic_layers() -> Iterator[None]:
+    """Layers run their generic version (over ops) inside, never a backend's native kernel."""
+    token = _generic_layers.set(True)
+    try:
+        yield
+    finally:
+        _generic_layers.reset(token)
+
+
+def native_kernel(backend: "Backend", layer) -> Callable | None:
+    """``backend.native_layer(layer)``, unless inside :func:`generic_layers` or the backend is a
+    mixed-precision twin (the kernels are written for the full-precision dtypes)."""
+    if _generic_layers.get() or backend.autocast:
+        return None
+    return backend.native_layer(layer)
+
+
 def is_tracing() -> bool:
     """Whether a backend is tracing a step right now (see :func:`tracing`)."""
     return _tracing.get()
@@ -361,6 +383,19 @@ class Backend:
         compares every override with the generic rule.
         """
         return False
+
+    def native_layer(self, layer) -> Callable | None:
+        """Optionally a native kernel for a whole layer call: ``kernel(inputs, **call_arguments)``, or None.
+
+        A layer that can use one (SimpleRNN, LSTM, GRU, MultiHeadAttention) asks before running its
+        generic version, written over ops; the backend returns a kernel when it has one for the
+        layer's configuration (e.g. torch's fused LSTM when the activations are tanh/sigmoid and no
+        mask is given), else None. The kernel reads the layer's unidl Variables, so gradients reach
+        them as usual; it may also return None for one call it does not cover (attention with a
+        padding mask), and the generic version then runs. Inside ``generic_layers()`` the question is not asked: the conformance kit
+        compares every native kernel with the generic layer that way (forward, gradients, training).
+        """
+        return None
 
     def export_module(self, model) -> Any:
         """Optionally return ``model`` (bound to this backend) as the framework's own module.

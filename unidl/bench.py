@@ -1,6 +1,6 @@
 """``unidl bench``: unidl against hand-written native training loops, side by side.
 
-For each model (an MLP 784-256-256-10 and a small CNN, see ``DESCRIPTIONS``) and each
+For each model (an MLP 784-256-256-10, a small CNN and an LSTM, see ``DESCRIPTIONS``) and each
 installed backend, one *case* trains one epoch of ``--steps`` batches of
 ``--batch-size`` with Adam after a warm-up epoch, ``--repeats`` times:
 
@@ -45,8 +45,10 @@ from .memory import max_rss_mb, proc_status_mb, reset_peak_rss
 from .models import Sequential
 from .registry import REGISTRY, list_backends
 
-MODELS = ("mlp", "cnn")
-DEFAULT_STEPS = {"mlp": 200, "cnn": 50}
+MODELS = ("mlp", "cnn", "lstm")
+DEFAULT_STEPS = {"mlp": 200, "cnn": 50, "lstm": 20}
+# The LSTM model: sequences of LSTM_STEPS steps of LSTM_FEATURES features, LSTM(LSTM_UNITS) -> Dense(10).
+LSTM_STEPS, LSTM_FEATURES, LSTM_UNITS = 50, 32, 128
 HIDDEN = 256
 
 
@@ -54,7 +56,7 @@ HIDDEN = 256
 
 def make_data(model: str, steps: int, batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    shape = (784,) if model == "mlp" else (28, 28, 1)
+    shape = {"mlp": (784,), "cnn": (28, 28, 1), "lstm": (LSTM_STEPS, LSTM_FEATURES)}[model]
     x = rng.random((steps * batch_size, *shape), dtype=np.float32)
     y = rng.integers(0, 10, size=steps * batch_size).astype(np.int64)
     return x, y
@@ -63,6 +65,7 @@ def make_data(model: str, steps: int, batch_size: int, seed: int = 0) -> tuple[n
 DESCRIPTIONS = {
     "mlp": f"MLP 784-{HIDDEN}-{HIDDEN}-10",
     "cnn": "CNN 28x28x1: Conv 32 3x3 relu, pool 2, Conv 64 3x3 relu, pool 2, Dense 128 relu, Dense 10",
+    "lstm": f"LSTM({LSTM_UNITS}) over {LSTM_STEPS} steps of {LSTM_FEATURES} features, Dense 10",
 }
 
 
@@ -72,6 +75,8 @@ def unidl_model(name: str) -> Sequential:
     if name == "mlp":
         stack = [layers.Dense(HIDDEN, activation="relu", input_shape=(784,)),
                  layers.Dense(HIDDEN, activation="relu"), layers.Dense(10)]
+    elif name == "lstm":
+        stack = [layers.Input((LSTM_STEPS, LSTM_FEATURES)), layers.LSTM(LSTM_UNITS), layers.Dense(10)]
     else:
         stack = [layers.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
                  layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten(),
@@ -175,7 +180,7 @@ def report(model: str, results: dict[str, list[float]], peaks: dict[str, float],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="unidl bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp, cnn (default both)")
+    parser.add_argument("--models", default="mlp,cnn,lstm", help="comma-separated: mlp, cnn, lstm (default all)")
     parser.add_argument("--steps", type=int, default=None,
                         help="batches per epoch (default 200 for the MLP, 50 for the CNN)")
     parser.add_argument("--batch-size", type=int, default=128)

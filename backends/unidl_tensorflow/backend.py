@@ -39,7 +39,7 @@ import numpy as np
 from unidl.geometry import check_rank4 as _check_rank4, check_window as _check_window  # noqa: I001
 from unidl.geometry import pair as _pair, pool_geometry as _pool_geometry
 from unidl.geometry import resolve_padding as _resolve_padding, transpose_geometry as _transpose_geometry
-from unidl.backend import DERIVED, DTYPES, HALF_DTYPES, PRIMITIVES, Backend, BackendError
+from unidl.backend import tracing, DERIVED, DTYPES, HALF_DTYPES, PRIMITIVES, Backend, BackendError
 
 Tensor = Any  # tf.Tensor or tf.Variable
 
@@ -649,7 +649,8 @@ class TensorFlowBackend(Backend):
         def flat_step(*flat_tensors):
             it = iter(flat_tensors)
             flat = [None if k is None else next(it) for k in key]
-            return step(*tf.nest.pack_sequence_as(args, flat))
+            with tracing():  # TensorFlow runs this body only to trace it
+                return step(*tf.nest.pack_sequence_as(args, flat))
 
         specs = [tf.TensorSpec((None, *shape) if len(t.shape) else (), t.dtype) for t, shape in zip(tensors, shapes)]
         with self._place():

@@ -14,9 +14,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the backend does: TF's C++ log to errors only
 import tensorflow as tf  # noqa: E402
 
-from unidl.bench import HIDDEN
+from unidl.bench import HIDDEN, LSTM_FEATURES, LSTM_STEPS, LSTM_UNITS
 
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "lstm")
 POLICIES = (None, "mixed_bfloat16")
 
 
@@ -35,17 +35,26 @@ def run_native_tensorflow(model_name: str, x, y, batch_size: int, repeats: int, 
         limit = np.sqrt(6 / (fan_in + fan_out))
         return tf.Variable(rng.uniform(-limit, limit, shape).astype(np.float32))
 
+    recurrent = None
     if model_name == "mlp":
         sizes = [784, HIDDEN, HIDDEN, 10]
         dense = [(glorot((a, b)), tf.Variable(tf.zeros(b))) for a, b in zip(sizes[:-1], sizes[1:])]
         convs = []
+    elif model_name == "lstm":  # a TensorFlow user's LSTM is Keras's (its fused kernels on GPUs)
+        recurrent = tf.keras.layers.LSTM(LSTM_UNITS)
+        recurrent.build((None, LSTM_STEPS, LSTM_FEATURES))
+        dense, convs = [(glorot((LSTM_UNITS, 10)), tf.Variable(tf.zeros(10)))], []
     else:
         convs = [(glorot((3, 3, 1, 32)), tf.Variable(tf.zeros(32))), (glorot((3, 3, 32, 64)), tf.Variable(tf.zeros(64)))]
         dense = [(glorot((1600, 128)), tf.Variable(tf.zeros(128))), (glorot((128, 10)), tf.Variable(tf.zeros(10)))]
     variables = [v for pair in convs + dense for v in pair]
+    if recurrent is not None:
+        variables = list(recurrent.trainable_variables) + variables
     optimizer = _TfAdam(variables)
 
     def forward(h):
+        if recurrent is not None:
+            h = recurrent(h)
         h = h if half is None else tf.cast(h, half)
         for w, b in convs:
             h = tf.nn.relu(tf.nn.conv2d(h, read(w), 1, "VALID") + read(b))

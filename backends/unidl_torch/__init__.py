@@ -58,5 +58,5 @@ def _cuda_peak_mb(device: str) -> float:
 
 @hookimpl(trylast=True)
 def unidl_register_bench_baselines(register):
-    register("torch", _native_loop, models=("mlp", "cnn"), policies=(None, "mixed_bfloat16", "mixed_float16"),
+    register("torch", _native_loop, models=("mlp", "cnn", "lstm"), policies=(None, "mixed_bfloat16", "mixed_float16"),
              framework="torch", device_peak_mb=_cuda_peak_mb)

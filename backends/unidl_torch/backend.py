@@ -118,6 +118,10 @@ class TorchBackend(Backend):
         self.stop_gradient = torch.Tensor.detach
 
     # ---------------------------------------------------------------- device
+    def native_layer(self, layer):
+        # torch's fused recurrent kernels and scaled_dot_product_attention (see native_layers.py)
+        return _native_kernel_for(self, layer)
+
     def device_peak_memory_mb(self) -> float | None:
         if self._device.type != "cuda":
             return None
@@ -511,3 +515,8 @@ def _fused_adagrad(opt, w, g, slots, s) -> bool:
 
 
 _FUSED = {"sgd": _fused_sgd, "adam": _fused_adam, "rmsprop": _fused_rmsprop, "adagrad": _fused_adagrad}
+
+
+def _native_kernel_for(backend, layer):
+    from .native_layers import kernel_for  # imports torch: only once a backend exists
+    return kernel_for(backend, layer)

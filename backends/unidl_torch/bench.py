@@ -12,9 +12,9 @@ import time
 import numpy as np
 import torch
 
-from unidl.bench import HIDDEN
+from unidl.bench import HIDDEN, LSTM_FEATURES, LSTM_UNITS
 
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "lstm")
 POLICIES = (None, "mixed_bfloat16", "mixed_float16")
 
 
@@ -24,6 +24,8 @@ def torch_model(name: str):
     if name == "mlp":
         return nn.Sequential(nn.Linear(784, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
                              nn.Linear(HIDDEN, 10))
+    if name == "lstm":
+        return _LastStep(nn.LSTM(LSTM_FEATURES, LSTM_UNITS, batch_first=True), nn.Linear(LSTM_UNITS, 10))
     # NCHW, torch's own layout: the hand-written loop a torch user writes
     return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
@@ -63,3 +65,15 @@ def run_native_torch(model_name: str, x, y, batch_size: int, repeats: int, devic
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return times[1:]
+
+
+class _LastStep(torch.nn.Module):
+    """nn.LSTM, then a Linear layer on its last step's output: what a torch user writes."""
+
+    def __init__(self, lstm, head):
+        super().__init__()
+        self.lstm, self.head = lstm, head
+
+    def forward(self, x):
+        output, _ = self.lstm(x)
+        return self.head(output[:, -1])

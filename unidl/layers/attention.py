@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import initializers, ops, regularizers
+from ..backend import native_kernel
 from .base import Layer, Shape, merge_masks
 from .core import Dropout
 
@@ -237,6 +238,13 @@ class MultiHeadAttention(Layer):
 
     def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
              return_attention_scores: bool = False, training=False, use_causal_mask: bool = False, mask=None):
+        kernel = native_kernel(ops.current_backend(), self)
+        if kernel is not None:  # torch: scaled_dot_product_attention, when no mask or score is asked for
+            out = kernel(query, value, key=key, query_mask=query_mask, value_mask=value_mask, key_mask=key_mask,
+                         attention_mask=attention_mask, return_attention_scores=return_attention_scores,
+                         training=training, use_causal_mask=use_causal_mask, mask=mask)
+            if out is not None:
+                return out
         key = value if key is None else key
         query_mask = mask if query_mask is None else query_mask
         h = self.num_heads

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import activations, initializers, ops, regularizers
+from ..backend import native_kernel
 from .base import Layer, Shape
 
 
@@ -109,6 +110,10 @@ class _Recurrent(Layer):
     zero_output_for_mask = False
 
     def call(self, inputs, mask=None, initial_state=None):
+        if mask is None:
+            kernel = native_kernel(ops.current_backend(), self)
+            if kernel is not None:  # e.g. torch's fused nn.LSTM kernel: the same numbers, several times faster
+                return kernel(inputs, initial_state=initial_state)
         steps = ops.shape(inputs)[1]
         if steps is None:
             raise ValueError(f"{type(self).__name__} {self.name!r}: the number of time steps must be known")

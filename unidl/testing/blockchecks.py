@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import unidl
-from unidl.backend import Backend
+from unidl.backend import Backend, generic_layers
 
 from . import tolerances
 from .checks import ConformanceError, _run, _tensor_to_numpy, compare, reference
@@ -131,3 +131,33 @@ def check_finite_differences(backend: Backend | None, family: str, case: Any,
 def _same_keys(label: str, what: str, got: dict, expected: dict) -> None:
     if list(got) != list(expected):
         raise ConformanceError(f"{label}: {what} {list(got)}, the reference gives {list(expected)}")
+
+
+# ---------------------------------------------------------------- native layer kernels
+
+NO_NATIVE_KERNEL = "native: generic layers only (the backend has no native kernel for these layers)"
+
+
+def check_native(backend: Backend, case: Any, tolerance: Tolerance | None = None) -> tuple[str, str] | None:
+    """A backend's native kernel for the case's layer (``Backend.native_layer``) vs the generic layer, on the
+    same backend: forward outputs and the gradient w.r.t. every input and weight. Returns a note when the
+    backend has no kernel for this layer (then there is nothing to compare)."""
+    __tracebackhide__ = True
+    layer = case.build()
+    if backend.native_layer(layer) is None:
+        return NO_NATIVE_KERNEL, case.item
+    label = _label(backend, "native", case, "native kernel vs the generic layer")
+    tol = tolerance or _tolerance(backend, "native", case, "forward")
+    with generic_layers():
+        expected = _run(f"{label} (generic)", lambda: run_forward(backend, case))
+        expected_value, expected_grads = _run(f"{label} (generic grads)", lambda: run_grads(backend, case))
+    got = _run(f"{label} (native)", lambda: run_forward(backend, case))
+    value, grads = _run(f"{label} (native grads)", lambda: run_grads(backend, case))
+    _same_keys(label, "outputs", got, expected)
+    for key, want in expected.items():
+        compare(f"{label}: {key}", got[key], want, tol, dtype=backend.dtype)
+    grad_tol = tolerance or _tolerance(backend, "native", case, "grad")
+    compare(f"{label}: value of the objective", value, expected_value, grad_tol, dtype=backend.dtype)
+    for key, want in expected_grads.items():
+        compare(f"{label}: gradient of {key}", grads[key], want, grad_tol, dtype=backend.dtype)
+    return None

@@ -7,6 +7,9 @@ Families (check ids ``family:item:dtype:check:case``):
 * ``layer:<class>``: forward, grad w.r.t. the input and every weight.
 * ``optimizer:<config>``: steps vs the reference.
 * ``fused:<rule>``: native kernels vs the generic rule on the same backend (the case is the config).
+* ``native:<layer class>``: a backend's native kernel for a whole layer (``Backend.native_layer``)
+  vs the generic layer on the same backend: forward and gradients; ``training:lstm_native`` adds
+  a 20-step fit of a recurrent model, native vs generic.
 * ``training:<example>``: fit() step losses and final weights vs the reference.
 * ``compiled:<example>``: fit() with jit_compile="auto" vs False on the same backend.
 * ``error:<case>``: the same exception type as the reference (the case is the expected type).
@@ -30,6 +33,7 @@ __all__ = [
     "test_layer_forward", "test_layer_grad", "test_layer_fd",
     "test_optimizer_trajectory", "test_fused_vs_generic", "test_training_trajectory",
     "test_compiled_vs_eager", "test_same_exception", "test_mixed_forward", "test_mixed_training",
+    "test_native_vs_generic_layer", "test_native_vs_generic_training",
 ]
 
 
@@ -111,6 +115,22 @@ def test_optimizer_trajectory(unidl_backend: Any, unidl_reference: Any, unidl_ca
 @conformance_check("fused", "trajectory", _everywhere(trainspecs.fused_cases()))
 def test_fused_vs_generic(unidl_backend: Any, unidl_case: Any, unidl_note: Any) -> None:
     note = trainchecks.check_fused(unidl_backend, unidl_case)
+    if note:
+        unidl_note(*note)
+
+
+# ------------------------------------------------------------ native layers
+
+@conformance_check("native", "layer", _everywhere(blockspecs.LAYERS))
+def test_native_vs_generic_layer(unidl_backend: Any, unidl_case: Any, unidl_note: Any) -> None:
+    note = blockchecks.check_native(unidl_backend, unidl_case)
+    if note:
+        unidl_note(*note)
+
+
+@conformance_check("native", "trajectory", _everywhere(trainspecs.NATIVE_EXAMPLES))
+def test_native_vs_generic_training(unidl_backend: Any, unidl_case: Any, unidl_note: Any) -> None:
+    note = trainchecks.check_native_training(unidl_backend, unidl_case)
     if note:
         unidl_note(*note)
 

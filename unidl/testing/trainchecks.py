@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import unidl
-from unidl.backend import Backend
+from unidl.backend import Backend, generic_layers
 from unidl.callbacks import Callback
 from unidl.variables import Variable
 
@@ -43,6 +43,7 @@ __all__ = ["check_optimizer", "check_fused", "check_training", "check_compiled",
 GENERIC_ONLY = "fused: generic rule only (fused_update declined these configs)"
 NO_FUSED_UPDATE = "fused: generic rule only (fused_update is Backend's default)"
 EAGER_ONLY = "compiled: eager only (compile_step is Backend's default)"
+NO_NATIVE_LAYERS = "native: generic layers only (the backend has no native kernel for these layers)"
 
 
 def _label(backend: Backend, family: str, case: Any, what: str) -> str:
@@ -241,6 +242,21 @@ def check_compiled(backend: Backend, case: TrainingCase, tolerance: Tolerance | 
     _compare_runs(label, compiled, eager, tolerance or _tolerance(backend, "compiled", case), backend.dtype,
                   "the eager run", case.steps())
     return Note(EAGER_ONLY, case.item) if type(backend).compile_step is Backend.compile_step else None
+
+
+def check_native_training(backend: Backend, case: TrainingCase, tolerance: Tolerance | None = None) -> Note | None:
+    """``fit`` with the backend's native layer kernels vs inside ``generic_layers()``, on one backend."""
+    __tracebackhide__ = True
+    label = _label(backend, "native", case, "native layer kernels vs the generic layers")
+    with generic_layers():
+        generic = _run(f"{label} (generic)", lambda: _train(backend, case, "auto"))
+    native = _run(f"{label} (native)", lambda: _train(backend, case, "auto"))
+    _compare_runs(label, native, generic, tolerance or _tolerance(backend, "native", case), backend.dtype,
+                  "the generic layers", case.steps())
+    probe = case.build(case.seed)
+    if all(backend.native_layer(layer) is None for layer in probe.layers):
+        return Note(NO_NATIVE_LAYERS, case.item)
+    return None
 
 
 # ------------------------------------------------------------------ errors

@@ -155,6 +155,21 @@ EXAMPLES: list[TrainingCase] = [
 ]
 
 
+def _sequences() -> tuple[np.ndarray, np.ndarray]:
+    rng = seeded_rng("recurrent")
+    x = _as_f32(rng.normal(size=(24, 6, 3))).astype("float32")
+    return x, x[:, -2:].sum(axis=(1, 2))[:, None].astype("float32")
+
+
+# Recurrent models, whose layers a backend may run with native kernels (``native`` family: native vs generic).
+NATIVE_EXAMPLES: list[TrainingCase] = [
+    TrainingCase("recurrent_native", f"{TRAIN_STEPS}_steps", lambda seed: unidl.Sequential(
+        [layers.Input((6, 3)), layers.LSTM(5, return_sequences=True), layers.GRU(4, go_backwards=True),
+         layers.Dense(1)], seed=seed),
+        lambda: optimizers.Adam(0.01), "mse", _sequences, batch_size=8, epochs=7),
+]
+
+
 # ------------------------------------------------------------------ errors
 
 @dataclass(frozen=True)

@@ -1,0 +1,115 @@
+"""Native kernels for whole layers on torch: the fused recurrent kernels behind nn.LSTM / nn.GRU / nn.RNN,
+and ``F.scaled_dot_product_attention`` for MultiHeadAttention.
+
+Each kernel computes exactly what the generic layer (written over unidl.ops) computes, from the
+layer's own unidl Variables (Keras layouts), so gradients reach them as usual; the conformance
+kit's "native" family compares the two. ``kernel_for(backend, layer)`` answers
+``Backend.native_layer``: a kernel when the configuration is one the fused op covers, else None.
+
+Layouts: Keras's kernel (features, gates * units) is torch's ``weight_ih`` transposed. LSTM gates
+are i, f, c, o in both; GRU's are z, r, h in Keras and r, z, n in torch (reordered here), and
+Keras's reset_after GRU bias (2, 3 * units) is torch's (b_ih, b_hh).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+_RECURRENT = {"SimpleRNN": "rnn_tanh", "LSTM": "lstm", "GRU": "gru"}
+
+
+def kernel_for(backend, layer) -> Callable | None:
+    kind = type(layer).__name__
+    if kind in _RECURRENT and type(layer).__module__ == "unidl.layers.recurrent":
+        return _recurrent_kernel(backend, layer, kind) if _recurrent_matches(layer, kind) else None
+    if kind == "MultiHeadAttention" and type(layer).__module__ == "unidl.layers.attention":
+        return _attention_kernel(backend, layer)
+    return None
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__name__", "")
+
+
+def _recurrent_matches(layer, kind: str) -> bool:
+    """The fused ops compute tanh cells with sigmoid gates, and biases everywhere."""
+    if _name(layer.activation) != "tanh" or not layer.use_bias:
+        return False
+    return kind == "SimpleRNN" or _name(layer.recurrent_activation) == "sigmoid"
+
+
+def _gru_order(x, units: int, axis: int = -1):
+    """Keras's z, r, h blocks -> torch's r, z, n."""
+    z, r, h = torch.split(x, units, dim=axis)
+    return torch.cat([r, z, h], dim=axis)
+
+
+def _recurrent_kernel(backend, layer, kind: str) -> Callable:
+    op = getattr(torch, _RECURRENT[kind])
+
+    def kernel(inputs, initial_state=None):
+        units = layer.units
+        w_ih, w_hh = layer.kernel.value.t(), layer.recurrent_kernel.value.t()
+        if kind == "GRU":
+            w_ih, w_hh = _gru_order(w_ih, units, 0), _gru_order(w_hh, units, 0)
+            b_ih, b_hh = _gru_order(layer.bias.value[0], units, 0), _gru_order(layer.bias.value[1], units, 0)
+        else:
+            b_ih = layer.bias.value
+            b_hh = torch.zeros_like(b_ih)
+        x = torch.flip(inputs, dims=(1,)) if layer.go_backwards else inputs
+        batch = x.shape[0]
+        if initial_state is None:
+            zeros = x.new_zeros((1, batch, units))
+            states = (zeros, zeros) if kind == "LSTM" else zeros
+        else:
+            given = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+            given = [backend.convert(s) if not torch.is_tensor(s) else s for s in given]
+            states = (given[0][None], given[1][None]) if kind == "LSTM" else given[0][None]
+        params = [w_ih, w_hh, b_ih, b_hh]
+        if kind == "LSTM":
+            output, h, c = op(x, states, params, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+            finals = [h[0], c[0]]
+        else:
+            output, h = op(x, states, params, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+            finals = [h[0]]
+        result = output if layer.return_sequences else output[:, -1]
+        return [result, *finals] if layer.return_state else result
+    return kernel
+
+
+def _attention_kernel(backend, layer) -> Callable:
+    """MultiHeadAttention's core through F.scaled_dot_product_attention (fused, and flash on CUDA)."""
+    def kernel(query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
+               return_attention_scores=False, training=False, use_causal_mask=False, mask=None):
+        dropout_active = layer._dropout is not None and training
+        masked = any(m is not None for m in (query_mask, value_mask, key_mask, attention_mask, mask))
+        if return_attention_scores or dropout_active or masked:
+            return None  # let the generic path answer (scores, host-drawn dropout masks, padding masks)
+        key = value if key is None else key
+        h = layer.num_heads
+        q = _project(query, layer.query_kernel.value, _value(layer.query_bias), h, layer.key_dim)
+        k = _project(key, layer.key_kernel.value, _value(layer.key_bias), h, layer.key_dim)
+        v = _project(value, layer.value_kernel.value, _value(layer.value_bias), h, layer.value_dim)
+        heads = F.scaled_dot_product_attention(q, k, v, is_causal=use_causal_mask,
+                                               scale=1.0 / math.sqrt(float(layer.key_dim)))
+        flat = heads.transpose(1, 2).reshape(heads.shape[0], heads.shape[2], h * layer.value_dim)
+        out = flat @ layer.output_kernel.value.reshape(h * layer.value_dim, -1)
+        bias = _value(layer.output_bias)
+        return out if bias is None else out + bias
+
+    return kernel
+
+
+def _value(variable):
+    return None if variable is None else variable.value
+
+
+def _project(x, kernel, bias, heads: int, size: int):
+    """(batch, T, dim) @ (dim, heads, size) (+ bias) -> (batch, heads, T, size)."""
+    out = x @ kernel.reshape(kernel.shape[0], heads * size)
+    if bias is not None:
+        out = out + bias.reshape(heads * size)
+    return out.reshape(x.shape[0], x.shape[1], heads, size).transpose(1, 2)
