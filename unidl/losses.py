@@ -25,6 +25,7 @@ class Loss:
     """Base class. Subclasses implement ``call(y_true, y_pred) -> per-sample values``."""
 
     name = "loss"
+    takes_class_ids = False  # labels are integer class ids (sparse losses): never cast to floats
 
     def __init__(self, reduction: str = "sum_over_batch_size", name: str | None = None):
         if reduction not in ("sum_over_batch_size", "sum", "none", "mean"):
@@ -40,6 +41,8 @@ class Loss:
     def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
         """The reduced loss. ``mask`` (e.g. (batch, time), from Embedding(mask_zero=True) or Masking)
         leaves masked values out: the mean is then over the values the mask keeps, as in Keras."""
+        if not self.takes_class_ids:
+            y_true = _labels_as_floats(y_true, y_pred)
         values = self.call(y_true, y_pred)
         if sample_weight is not None:
             values = ops.multiply(values, _expand_to(sample_weight, values))
@@ -63,6 +66,14 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
+
+
+def _labels_as_floats(y_true, y_pred):
+    """Integer labels (uint8 targets for mse) as the predictions' float dtype, as Keras casts them."""
+    backend = ops.current_backend()
+    if hasattr(y_true, "dtype") and not backend.is_floating(y_true) and backend.is_floating(y_pred):
+        return ops.cast(y_true, backend.dtype)
+    return y_true
 
 
 def _expand_to(weight, values):
@@ -186,6 +197,7 @@ class CategoricalCrossentropy(Loss):
 class SparseCategoricalCrossentropy(Loss):
     """``-log p[label]``; labels are integer class ids of shape (batch,) or (batch, 1)."""
     name = "sparse_categorical_crossentropy"
+    takes_class_ids = True
 
     def __init__(self, from_logits: bool = False, **kwargs):
         super().__init__(**kwargs)

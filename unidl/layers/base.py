@@ -329,6 +329,8 @@ class Layer:
             kwargs["training"] = training
         if "mask" in kwargs and (kwargs["mask"] is None or not signature.mask):
             del kwargs["mask"]  # as Keras: a layer that takes no mask gets none
+        if self.autocast_inputs and self._weights and backend is not None:
+            inputs = _integers_as_floats(backend, inputs)
         token = _TRAINING.set(training)
         try:
             if backend is not None and backend.autocast:  # a mixed-precision compute twin
@@ -398,6 +400,16 @@ def merge_masks(masks) -> Any:
     for m in present[1:]:
         merged = ops.where(merged, m, False)
     return merged
+
+
+def _integers_as_floats(backend, inputs):
+    """Integer or bool tensors as the compute dtype: a layer with floating weights (Dense fed uint8 pixels,
+    int features) computes in floats, as Keras casts them; floats pass through untouched."""
+    if isinstance(inputs, (list, tuple)):
+        return type(inputs)(_integers_as_floats(backend, x) for x in inputs)
+    if hasattr(inputs, "dtype") and not backend.is_floating(inputs):
+        return backend.cast(inputs, backend.dtype)
+    return inputs
 
 
 def _arg_shape(value) -> Shape | None:
