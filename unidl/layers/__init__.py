@@ -6,7 +6,9 @@ pooling, reshaping, merging, normalization, embedding, recurrent, wrappers.
 """
 from ..serialization import register_layer_classes
 from .base import Input, InputLayer, Layer, LayerShapeError
-from .convolutional import Conv1D, Conv2D, Conv2DTranspose
+from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, DepthwiseConv2D,
+                            SeparableConv2D)
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .embedding import Embedding
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
@@ -28,6 +30,7 @@ BUILTINS = {cls.__name__: cls for cls in (
     GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
     ZeroPadding2D, UpSampling2D, Permute,
     BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
+    ReLU, LeakyReLU, PReLU, ELU, Softmax, Conv1DTranspose, DepthwiseConv2D, SeparableConv2D,
 )}
 
 register_layer_classes(BUILTINS)  # saved configs name these classes
