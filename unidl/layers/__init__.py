@@ -12,6 +12,8 @@ from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, De
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .embedding import Embedding
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from .preprocessing import (CategoryEncoding, IntegerLookup, Normalization, Rescaling, StringLookup,
+                            TextVectorization)
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
 from .normalization import BatchNormalization, LayerNormalization
@@ -31,6 +33,7 @@ BUILTINS = {cls.__name__: cls for cls in (
     ZeroPadding2D, UpSampling2D, Permute,
     BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
     ReLU, LeakyReLU, PReLU, ELU, Softmax, Conv1DTranspose, DepthwiseConv2D, SeparableConv2D,
+    Rescaling, Normalization, CategoryEncoding, IntegerLookup, StringLookup, TextVectorization,
 )}
 
 register_layer_classes(BUILTINS)  # saved configs name these classes
