@@ -116,6 +116,10 @@ def _as_text(values: np.ndarray, encoding: str = "utf-8") -> np.ndarray:
     return out.reshape(values.shape)
 
 
+class HostLayerError(RuntimeError):
+    """A host layer (``runs_on_host``) was given values it cannot bring to NumPy (a traced tensor)."""
+
+
 class _HostLayer(Layer):
     """A layer computed on the host in NumPy (see the module docstring)."""
 
@@ -131,10 +135,18 @@ class _HostLayer(Layer):
         # No build here: a host layer takes batches of any shape (called by hand on a list of
         # strings, then on the (batch, 1) strings of a model's Input).
         self.name = self.name or snake_case(type(self).__name__)
-        return self._to_backend(self.host_call(_to_numpy(inputs)))
+        return self.call(inputs)
 
     def call(self, inputs, training: bool = False):
-        return self._to_backend(self.host_call(_to_numpy(inputs)))
+        try:
+            values = _to_numpy(inputs)
+        except Exception as exc:
+            raise HostLayerError(
+                f"{type(self).__name__} {self.name!r} runs on the host, in NumPy (runs_on_host = True), and got "
+                f"a {type(inputs).__name__} it cannot read as NumPy ({type(exc).__name__}: {exc}). It cannot run "
+                "inside a compiled (traced) step: apply it to the data before the model, or as the model's first "
+                "layer") from exc
+        return self._to_backend(self.host_call(values))
 
     @staticmethod
     def _to_backend(out: np.ndarray):
