@@ -562,7 +562,7 @@ def test_host_layer_inside_a_traced_step_says_what_to_do():
     tf = pytest.importorskip("tensorflow")
     lookup = layers.IntegerLookup(vocabulary=[10, 20])
 
-    @tf.function
+    @tf.function(autograph=False)
     def traced(x):
         return lookup(x)
 
