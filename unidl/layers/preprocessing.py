@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import re
 import string
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
