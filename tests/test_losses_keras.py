@@ -364,3 +364,13 @@ def test_saved_model_compiled_with_a_loss_function(tmp_path, fn):
     model.save(tmp_path / "model.unidl")
     loaded = unidl.load_model(tmp_path / "model.unidl")
     assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_LOSSES))
+def test_saved_model_keeps_each_new_loss_class(tmp_path, name):
+    loss = losses.get(name)  # an instance: the file names its class and config
+    _, model, x, y = _fit(name, "numpy", "float64", loss=loss, steps=2)
+    model.save(tmp_path / "model.unidl")
+    loaded = unidl.load_model(tmp_path / "model.unidl")
+    assert type(loaded.loss) is type(loss)
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-12)
