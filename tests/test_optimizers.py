@@ -325,7 +325,7 @@ def test_lookup_by_name():
     opt = optimizers.SGD()
     assert optimizers.get(opt) is opt
     with pytest.raises(ValueError, match=r"did you mean 'adam'\?"):
-        optimizers.get("adma")
+        optimizers.get("adamm")  # not "adma": difflib ranks "adamax" closer to that
 
 
 def test_sgd_inside_fit_matches_the_closed_form_gradient():

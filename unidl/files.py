@@ -309,7 +309,8 @@ def write_npz(f: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
     with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, array in arrays.items():
             with zf.open(zip_info(f"{name}.npy"), "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+                # np.require, not np.ascontiguousarray: that one turns a scalar (shape ()) into shape (1,)
+                np.lib.format.write_array(member, np.require(array, requirements="C"), allow_pickle=False)
 
 
 def _npy_header(member, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:

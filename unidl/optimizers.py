@@ -373,8 +373,192 @@ class Adagrad(Optimizer):
                 "epsilon": self.epsilon}
 
 
+def _check_unit_interval(where: str, name: str, value, closed_right: bool = False, open_left: bool = False):
+    """``value`` in [0, 1) (or (0, 1] / [0, 1] per the flags), else a ValueError naming it."""
+    number = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    low_ok = number and (value > 0.0 if open_left else value >= 0.0)
+    high_ok = number and (value <= 1.0 if closed_right else value < 1.0)
+    if not (low_ok and high_ok):
+        interval = ("(0" if open_left else "[0") + (", 1]" if closed_right else ", 1)")
+        raise ValueError(f"{where}: {name} must be in {interval}, got {name}={value!r}")
+    return float(value)
+
+
+def _check_epsilon(where: str, epsilon) -> float:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.integer, np.floating)) \
+            or not epsilon > 0 or not np.isfinite(epsilon):
+        raise ValueError(f"{where}: epsilon must be a positive number, got epsilon={epsilon!r}")
+    return float(epsilon)
+
+
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum, Keras form (Dozat 2016, with the momentum schedule).
+
+    With ``u_t = b1 (1 - 0.5 * 0.96**t)`` and ``U_t = u_1 ... u_t``::
+
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g**2
+        m_hat = u_{t+1} m / (1 - U_t u_{t+1}) + (1 - u_t) g / (1 - U_t)
+        v_hat = v / (1 - b2**t)
+        w -= lr * m_hat / (sqrt(v_hat) + eps)
+
+    Defaults: lr 1e-3, beta_1 0.9, beta_2 0.999, epsilon 1e-7. The schedule's product ``U_t``
+    is a host-side scalar, like the learning rate.
+
+    PyTorch's ``NAdam`` uses the same schedule (momentum_decay 4e-3 gives 0.96**t) with eps 1e-8
+    added after the bias correction of v.
+    """
+    slot_names = ("momentum", "velocity")
+
+    def __init__(self, learning_rate=None, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 **kwargs):
+        check_kwargs("Nadam()", kwargs, (*_BASE_KWARGS, "beta_1", "beta_2", "epsilon"))
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_unit_interval("Nadam", "beta_1", beta_1)
+        self.beta_2 = _check_unit_interval("Nadam", "beta_2", beta_2)
+        self.epsilon = _check_epsilon("Nadam", epsilon)
+        self._u_product = (0, 1.0)  # (t, U_t): the momentum schedule's running product, host side
+
+    def _u(self, t: int) -> float:
+        return self.beta_1 * (1.0 - 0.5 * 0.96 ** t)
+
+    def _u_product_at(self, t: int) -> float:
+        """``U_t = u_1 * ... * u_t``, kept incrementally (recomputed after a reset or a jump)."""
+        step, product = self._u_product
+        if step > t:
+            step, product = 0, 1.0
+        while step < t:
+            step += 1
+            product *= self._u(step)
+        self._u_product = (step, product)
+        return product
+
+    def step_scalars(self):
+        t = self.iterations + 1
+        u_t, u_next = self._u(t), self._u(t + 1)
+        product = self._u_product_at(t)
+        return {"lr": self.current_learning_rate,
+                "momentum_scale": u_next / (1.0 - product * u_next),   # applied to m
+                "gradient_scale": (1.0 - u_t) / (1.0 - product),        # applied to g
+                "velocity_scale": 1.0 / (1.0 - self.beta_2 ** t)}       # v_hat = v * this
+
+    def update(self, variable, grad, slots, s):
+        m = ops.add(slots["momentum"], ops.multiply(ops.subtract(grad, slots["momentum"]), 1 - self.beta_1))
+        v = ops.add(slots["velocity"], ops.multiply(ops.subtract(ops.square(grad), slots["velocity"]),
+                                                    1 - self.beta_2))
+        _assign(slots["momentum"], m)
+        _assign(slots["velocity"], v)
+        m_hat = ops.add(ops.multiply(s["momentum_scale"], m), ops.multiply(s["gradient_scale"], grad))
+        v_hat = ops.multiply(v, s["velocity_scale"])
+        step = ops.divide(ops.multiply(m_hat, s["lr"]), ops.add(ops.sqrt(v_hat), self.epsilon))
+        _assign(variable, ops.subtract(variable.value, step))
+
+    def reset(self) -> None:
+        super().reset()
+        self._u_product = (0, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm), Keras form.
+
+    ``m = b1 m + (1 - b1) g``; ``u = max(b2 u, |g|)``; ``w -= lr m / ((1 - b1**t) (u + eps))``.
+    Defaults: lr 1e-3, beta_1 0.9, beta_2 0.999, epsilon 1e-7.
+
+    PyTorch's ``Adamax`` defaults to lr 2e-3, eps 1e-8 and adds eps inside the max
+    (``u = max(b2 u, |g| + eps)``).
+    """
+    slot_names = ("momentum", "norm")
+
+    def __init__(self, learning_rate=None, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 **kwargs):
+        check_kwargs("Adamax()", kwargs, (*_BASE_KWARGS, "beta_1", "beta_2", "epsilon"))
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_unit_interval("Adamax", "beta_1", beta_1)
+        self.beta_2 = _check_unit_interval("Adamax", "beta_2", beta_2)
+        self.epsilon = _check_epsilon("Adamax", epsilon)
+
+    def step_scalars(self):
+        t = self.iterations + 1
+        return {"lr": self.current_learning_rate, "bias_correction": 1.0 - self.beta_1 ** t}
+
+    def update(self, variable, grad, slots, s):
+        m = ops.add(slots["momentum"], ops.multiply(ops.subtract(grad, slots["momentum"]), 1 - self.beta_1))
+        u = ops.maximum(ops.multiply(self.beta_2, slots["norm"]), ops.abs(grad))
+        _assign(slots["momentum"], m)
+        _assign(slots["norm"], u)
+        step = ops.divide(ops.multiply(s["lr"], m), ops.multiply(s["bias_correction"], ops.add(u, self.epsilon)))
+        _assign(variable, ops.subtract(variable.value, step))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+class Adadelta(Optimizer):
+    """Adadelta, Keras form (with a learning rate, unlike the paper's)::
+
+        acc_g = rho acc_g + (1 - rho) g**2
+        delta = -sqrt(acc_d + eps) / sqrt(acc_g + eps) * g
+        acc_d = rho acc_d + (1 - rho) delta**2
+        w += lr * delta
+
+    Defaults: lr 1e-3, rho 0.95, epsilon 1e-7 (PyTorch: lr 1.0, rho 0.9, eps 1e-6).
+    """
+    slot_names = ("accumulated_grad", "accumulated_delta_var")
+
+    def __init__(self, learning_rate=None, rho: float = 0.95, epsilon: float = 1e-7, **kwargs):
+        check_kwargs("Adadelta()", kwargs, (*_BASE_KWARGS, "rho", "epsilon"))
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _check_unit_interval("Adadelta", "rho", rho)
+        self.epsilon = _check_epsilon("Adadelta", epsilon)
+
+    def update(self, variable, grad, slots, s):
+        rho = self.rho
+        acc_grad = ops.add(ops.multiply(rho, slots["accumulated_grad"]), ops.multiply(1 - rho, ops.square(grad)))
+        _assign(slots["accumulated_grad"], acc_grad)
+        delta = ops.negative(ops.divide(ops.multiply(ops.sqrt(ops.add(slots["accumulated_delta_var"], self.epsilon)),
+                                                     grad),
+                                        ops.sqrt(ops.add(acc_grad, self.epsilon))))
+        _assign(slots["accumulated_delta_var"], ops.add(ops.multiply(rho, slots["accumulated_delta_var"]),
+                                                        ops.multiply(1 - rho, ops.square(delta))))
+        _assign(variable, ops.add(variable.value, ops.multiply(s["lr"], delta)))
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Lion(Optimizer):
+    """Lion (EvoLved Sign Momentum, Chen et al. 2023), Keras form::
+
+        w -= lr * sign(b1 m + (1 - b1) g)
+        m = b2 m + (1 - b2) g
+
+    Defaults: lr 1e-3, beta_1 0.9, beta_2 0.99. beta_1 must be in (0, 1] (0 makes it signSGD).
+    Lion's steps have size lr in every coordinate: its learning rate is typically 3-10x smaller
+    than AdamW's. PyTorch has no built-in Lion.
+    """
+    slot_names = ("momentum",)
+
+    def __init__(self, learning_rate=None, beta_1: float = 0.9, beta_2: float = 0.99, **kwargs):
+        check_kwargs("Lion()", kwargs, (*_BASE_KWARGS, "beta_1", "beta_2"))
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_unit_interval("Lion", "beta_1", beta_1, closed_right=True, open_left=True)
+        self.beta_2 = _check_unit_interval("Lion", "beta_2", beta_2, closed_right=True)
+
+    def update(self, variable, grad, slots, s):
+        m = slots["momentum"]
+        direction = ops.sign(ops.add(ops.multiply(m, self.beta_1), ops.multiply(grad, 1.0 - self.beta_1)))
+        _assign(variable, ops.subtract(variable.value, ops.multiply(s["lr"], direction)))
+        _assign(m, ops.add(ops.multiply(m, self.beta_2), ops.multiply(grad, 1.0 - self.beta_2)))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
 BUILTINS: dict[str, Callable[..., Optimizer]] = {
     "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+    "nadam": Nadam, "adamax": Adamax, "adadelta": Adadelta, "lion": Lion,
 }
 
 

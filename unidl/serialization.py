@@ -216,7 +216,7 @@ def deserialize_loss(spec, custom_objects=None):
     if isinstance(spec, str):
         return spec
     if isinstance(spec, Mapping) and "function" in spec:
-        return resolve_name("losses", spec["function"], {}, custom_objects, "loss function")
+        return resolve_name("losses", spec["function"], losses.FUNCTIONS, custom_objects, "loss function")
     class_name, config = _class_spec(spec, "loss")
     cls = resolve_name("losses", class_name, _classes_by_name(losses.BUILTINS), custom_objects, "loss class")
     return from_config(cls, config, "loss")

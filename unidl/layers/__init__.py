@@ -1,16 +1,21 @@
 """Layers, written once over ``unidl.ops``; each runs on every backend.
 
-One module per family, as in Keras: core (Dense, Dropout...), convolutional,
-pooling, reshaping, merging, normalization, embedding, recurrent, wrappers.
+One module per family, as in Keras: core (Dense, Dropout, Masking...), activation,
+convolutional, pooling, reshaping, merging, normalization, embedding, recurrent,
+attention, wrappers, preprocessing.
 ``BUILTINS`` maps class names to classes (used to load saved models).
 """
 from ..serialization import register_layer_classes
 from .attention import Attention, MultiHeadAttention
 from .base import Input, InputLayer, Layer, LayerShapeError
-from .convolutional import Conv1D, Conv2D, Conv2DTranspose
+from .activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from .convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, DepthwiseConv2D,
+                            SeparableConv2D)
 from .core import Activation, Dense, Dropout, Flatten, Masking, Reshape
 from .embedding import Embedding
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from .preprocessing import (CategoryEncoding, IntegerLookup, Normalization, Rescaling, StringLookup,
+                            TextVectorization)
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                       GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
 from .normalization import BatchNormalization, LayerNormalization
@@ -30,6 +35,8 @@ BUILTINS = {cls.__name__: cls for cls in (
     ZeroPadding2D, UpSampling2D, Permute,
     BatchNormalization, LayerNormalization, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed,
     Attention, MultiHeadAttention,
+    ReLU, LeakyReLU, PReLU, ELU, Softmax, Conv1DTranspose, DepthwiseConv2D, SeparableConv2D,
+    Rescaling, Normalization, CategoryEncoding, IntegerLookup, StringLookup, TextVectorization,
 )}
 
 register_layer_classes(BUILTINS)  # saved configs name these classes

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
+from .. import initializers, ops, regularizers
 from .base import Layer, LayerShapeError, Shape
 from .core import set_kernel_options
 
@@ -302,3 +302,215 @@ class Conv2DTranspose(_Conv):
         config = super().get_config()
         del config["groups"]
         return config
+
+
+class Conv1DTranspose(Conv2DTranspose):
+    """1D transposed convolution layer: Conv2DTranspose over (batch, steps, channels).
+
+    Each input step scatters ``inputs[b, t, :] @ kernel[u, :, :].T`` (kernel (k, filters, channels)) onto
+    ``output[b, t*s + u*d - p, :]``; then bias and activation. It maps a Conv1D's output length back to
+    its input length, and runs as a Conv2DTranspose over a height-1 image.
+
+    Args:
+        filters: number of output channels, a positive int.
+        kernel_size: int or (k,).
+        strides: int or (s,), default 1.
+        padding: "valid" (default) or "same" (case-insensitive).
+        data_format: None or "channels_last"; accepted for Keras compatibility.
+        dilation_rate: int or (d,), default 1; not together with strides > 1.
+        activation: default None (linear). use_bias: default True.
+        kernel_initializer: default "glorot_uniform". bias_initializer: default "zeros".
+        kernel_regularizer, bias_regularizer: default None.
+
+    Input shape: (batch, steps, channels).
+    Output shape: (batch, new_steps, filters), Keras's sizes: steps * s for "same"; for "valid"
+    steps * s + max(K - s, 0), K = (k - 1)*d + 1. Kernel: (k, filters, channels).
+    Keras's ``output_padding`` is not supported.
+
+    PyTorch's ``nn.ConvTranspose1d`` takes (batch, channels, steps), stores the kernel (channels, filters, k)
+    and has no "same". TensorFlow/Keras match unidl's layout and sizes.
+    """
+
+    rank = 1
+    _layout = "(batch, steps, channels)"
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid", data_format=None,
+                 dilation_rate=1, activation=None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs: Any):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
+                         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer, **kwargs)
+
+    def call(self, inputs):
+        (s,), (d,) = self.strides, self.dilation_rate
+        out = ops.conv2d_transpose(ops.expand_dims(inputs, 1), ops.expand_dims(self.kernel, 0), strides=(1, s),
+                                   padding=self.padding, dilation=(1, d))
+        extra = self._extra()[-1]  # [0, 0] for "same"
+        if extra:
+            out = ops.pad(out, ((0, 0), (0, 0), (0, extra), (0, 0)))
+        return self._finish(ops.squeeze(out, 1))
+
+
+class _DepthwiseBase(Layer):
+    """The window arguments of the depthwise and separable convolutions (always 2D here)."""
+
+    _layout = "(batch, height, width, channels)"
+
+    def _window(self, kernel_size, strides, padding, data_format, dilation_rate, depth_multiplier) -> None:
+        where = type(self).__name__
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", where)
+        self.strides = normalize_tuple(strides, 2, "strides", where)
+        self.padding = normalize_padding(padding, ("valid", "same"), where)
+        self.data_format = check_data_format(data_format, where)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", where)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"{where}: strides > 1 is not supported together with dilation_rate > 1 (as in "
+                             f"Keras), got strides={strides!r}, dilation_rate={dilation_rate!r}")
+        self.depth_multiplier = check_positive(depth_multiplier, "depth_multiplier", where)
+
+    def _depthwise(self, inputs, kernel):
+        """Each input channel c convolved with kernel[..., c, :]: output channels c*m ... c*m + m - 1."""
+        kh, kw, channels, multiplier = ops.shape(kernel)
+        grouped = ops.reshape(kernel, (kh, kw, 1, channels * multiplier))  # conv2d's (kh, kw, C // groups, O)
+        return ops.conv2d(inputs, grouped, strides=self.strides, padding=self.padding,
+                          dilation=self.dilation_rate, groups=channels)
+
+    def _spatial(self, input_shape: Shape) -> list:
+        check_rank(self, input_shape, self._layout)
+        return [conv_output_length(self, n, k, s, self.padding, d) for n, k, s, d in
+                zip(input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate)]
+
+    def _finish(self, out):
+        if self.bias is not None:
+            out = ops.add(out, self.bias)
+        return self.activation(out)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding, "data_format": self.data_format, "dilation_rate": self.dilation_rate,
+                "depth_multiplier": self.depth_multiplier}
+
+
+class DepthwiseConv2D(_DepthwiseBase):
+    """Depthwise 2D convolution: each input channel convolved with its own ``depth_multiplier`` filters.
+
+    ``output[b, i, j, c*m + k] = activation(bias[c*m + k] + sum_{u, v} inputs[b, i*sh + u*dh - pt,
+    j*sw + v*dw - pl, c] * kernel[u, v, c, k])`` with m = depth_multiplier. It runs as a conv2d with
+    ``groups`` = the input channels.
+
+    Args:
+        kernel_size: int or (kh, kw).
+        strides: int or (sh, sw), default 1.
+        padding: "valid" (default) or "same" (case-insensitive), as Conv2D.
+        depth_multiplier: output channels per input channel, a positive int (default 1).
+        data_format: None or "channels_last"; accepted for Keras compatibility.
+        dilation_rate: int or (dh, dw), default 1; not together with strides > 1.
+        activation: default None (linear). use_bias: default True.
+        depthwise_initializer: default "glorot_uniform". bias_initializer: default "zeros".
+        depthwise_regularizer, bias_regularizer: default None.
+
+    Weights (Keras's names and order): kernel (kh, kw, channels, depth_multiplier), bias
+    (channels * depth_multiplier,).
+
+    Input shape: (batch, height, width, channels).
+    Output shape: (batch, new_height, new_width, channels * depth_multiplier), sizes as Conv2D.
+
+    PyTorch writes this as ``nn.Conv2d(C, C * m, k, groups=C)``, NCHW, kernel (C * m, 1, kh, kw).
+    TensorFlow/Keras match unidl.
+    """
+
+    def __init__(self, kernel_size, strides=(1, 1), padding: str = "valid", depth_multiplier: int = 1,
+                 data_format=None, dilation_rate=(1, 1), activation=None, use_bias: bool = True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._window(kernel_size, strides, padding, data_format, dilation_rate, depth_multiplier)
+        set_kernel_options(self, activation, bool(use_bias), depthwise_initializer, bias_initializer,
+                           depthwise_regularizer, bias_regularizer)
+        self.depthwise_initializer, self.depthwise_regularizer = self.kernel_initializer, self.kernel_regularizer
+        args = self._config_args
+        args["depthwise_initializer"] = args.pop("kernel_initializer")
+        args["depthwise_regularizer"] = args.pop("kernel_regularizer")
+
+    def build(self, input_shape: Shape) -> None:
+        check_rank(self, input_shape, self._layout)
+        channels = known_channels(self, input_shape)
+        self.kernel = self.add_weight("kernel", (*self.kernel_size, channels, self.depth_multiplier),
+                                      self.depthwise_initializer, self.depthwise_regularizer)
+        self.bias = (self.add_weight("bias", (channels * self.depth_multiplier,), self.bias_initializer,
+                                     self.bias_regularizer) if self.use_bias else None)
+
+    def call(self, inputs):
+        return self._finish(self._depthwise(inputs, self.kernel))
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        channels = None if input_shape[-1] is None else input_shape[-1] * self.depth_multiplier
+        return (input_shape[0], *self._spatial(input_shape), channels)
+
+
+class SeparableConv2D(_DepthwiseBase):
+    """Depthwise separable 2D convolution: a DepthwiseConv2D, then a 1x1 convolution mixing the channels.
+
+    ``mid = depthwise(inputs, depthwise_kernel)`` (as DepthwiseConv2D, without bias), then
+    ``output = activation(mid @ pointwise_kernel[0, 0] + bias)``.
+
+    Args:
+        filters: number of output channels, a positive int.
+        kernel_size: int or (kh, kw).
+        strides: int or (sh, sw), default 1 (applied by the depthwise step).
+        padding: "valid" (default) or "same" (case-insensitive).
+        data_format: None or "channels_last"; accepted for Keras compatibility.
+        dilation_rate: int or (dh, dw), default 1; not together with strides > 1.
+        depth_multiplier: depthwise output channels per input channel, default 1.
+        activation: default None (linear). use_bias: default True.
+        depthwise_initializer, pointwise_initializer: default "glorot_uniform". bias_initializer: "zeros".
+        depthwise_regularizer, pointwise_regularizer, bias_regularizer: default None.
+
+    Weights (Keras's names, shapes and order): depthwise_kernel (kh, kw, channels, depth_multiplier),
+    pointwise_kernel (1, 1, channels * depth_multiplier, filters), bias (filters,).
+
+    Input shape: (batch, height, width, channels).
+    Output shape: (batch, new_height, new_width, filters), sizes as Conv2D.
+
+    PyTorch has no such layer: a grouped ``nn.Conv2d`` followed by a 1x1 ``nn.Conv2d``.
+    TensorFlow/Keras match unidl.
+    """
+
+    def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid", data_format=None,
+                 dilation_rate=(1, 1), depth_multiplier: int = 1, activation=None, use_bias: bool = True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None, pointwise_regularizer=None,
+                 bias_regularizer=None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters = check_positive(filters, "filters", "SeparableConv2D")
+        self._window(kernel_size, strides, padding, data_format, dilation_rate, depth_multiplier)
+        set_kernel_options(self, activation, bool(use_bias), depthwise_initializer, bias_initializer,
+                           depthwise_regularizer, bias_regularizer)
+        self.depthwise_initializer, self.depthwise_regularizer = self.kernel_initializer, self.kernel_regularizer
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        args = self._config_args
+        args["depthwise_initializer"] = args.pop("kernel_initializer")
+        args["depthwise_regularizer"] = args.pop("kernel_regularizer")
+        args.update(filters=self.filters, pointwise_initializer=pointwise_initializer,
+                    pointwise_regularizer=pointwise_regularizer)
+
+    def build(self, input_shape: Shape) -> None:
+        check_rank(self, input_shape, self._layout)
+        channels = known_channels(self, input_shape)
+        self.depthwise_kernel = self.add_weight("depthwise_kernel",
+                                                (*self.kernel_size, channels, self.depth_multiplier),
+                                                self.depthwise_initializer, self.depthwise_regularizer)
+        self.pointwise_kernel = self.add_weight("pointwise_kernel",
+                                                (1, 1, channels * self.depth_multiplier, self.filters),
+                                                self.pointwise_initializer, self.pointwise_regularizer)
+        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+                     if self.use_bias else None)
+
+    def call(self, inputs):
+        mid = self._depthwise(inputs, self.depthwise_kernel)
+        mixing = ops.reshape(self.pointwise_kernel, ops.shape(self.pointwise_kernel)[2:])
+        return self._finish(ops.matmul(mid, mixing))
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (input_shape[0], *self._spatial(input_shape), self.filters)

@@ -154,7 +154,41 @@ def _categorical(rng: np.random.Generator, logits: bool, sparse: bool) -> tuple[
     return y_true, y_pred.make(rng)
 
 
+def _distributions(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    t, p = (F(BATCH, CLASSES, low=0.05, high=1.0).make(rng) for _ in range(2))
+    return _as_f32(t / t.sum(axis=1, keepdims=True)), _as_f32(p / p.sum(axis=1, keepdims=True))
+
+
+def _counts(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    return rng.integers(0, 5, (BATCH, FEATURES)).astype(np.float64), F(BATCH, FEATURES, low=0.2, high=4.0).make(rng)
+
+
+def _margins(rng: np.random.Generator, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    labels = rng.integers(0, 2, (BATCH, FEATURES)).astype(np.float64)
+    y_true = 2.0 * labels - 1.0 if signed else labels
+    return y_true, F(BATCH, FEATURES, low=-3.0, high=3.0, avoid=(-1.0, 1.0)).make(rng)  # the hinge's kinks
+
+
+def _percentages(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    y_true = _as_f32(rng.choice([-1.0, 1.0], (BATCH, FEATURES)) * rng.uniform(0.5, 2.0, (BATCH, FEATURES)))
+    return y_true, _as_f32(y_true + F(BATCH, FEATURES, low=-1.0, high=1.0, avoid=(0.0,)).make(rng))
+
+
+def _log_probabilities(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    logits = F(BATCH, CLASSES, low=-3.0, high=3.0).make(rng)
+    return rng.integers(0, CLASSES, BATCH).astype(np.int64), _as_f32(
+        logits - np.log(np.exp(logits).sum(axis=1, keepdims=True)))
+
+
 DATA: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]] = {
+    "distributions": _distributions,
+    "counts": _counts,
+    "hinge_binary": lambda rng: _margins(rng, signed=False),
+    "hinge_signed": lambda rng: _margins(rng, signed=True),
+    "percentages": _percentages,
+    "positive": lambda rng: (F(BATCH, FEATURES, low=0.1, high=3.0).make(rng),
+                             F(BATCH, FEATURES, low=0.1, high=3.0).make(rng)),
+    "log_probabilities": _log_probabilities,
     "regression": lambda rng: _regression(rng, avoid=(0.0,)),
     "regression_delta0.5": lambda rng: _regression(rng, avoid=(0.0, -0.5, 0.5)),
     "regression_delta1": lambda rng: _regression(rng, avoid=(0.0, -1.0, 1.0)),
@@ -191,6 +225,17 @@ LOSS_CONFIGS: tuple[LossConfig, ...] = (
     LossConfig("cce_smoothing", losses.CategoricalCrossentropy, {"label_smoothing": 0.1}, "categorical_prob"),
     LossConfig("scce", losses.SparseCategoricalCrossentropy, {}, "sparse_prob"),
     LossConfig("scce_logits", losses.SparseCategoricalCrossentropy, {"from_logits": True}, "sparse_logit"),
+    LossConfig("kld", losses.KLDivergence, {}, "distributions"),
+    LossConfig("poisson", losses.Poisson, {}, "counts"),
+    LossConfig("cosine_similarity", losses.CosineSimilarity, {}, "regression"),
+    LossConfig("hinge", losses.Hinge, {}, "hinge_binary"),
+    LossConfig("hinge_signed", losses.Hinge, {}, "hinge_signed"),
+    LossConfig("squared_hinge", losses.SquaredHinge, {}, "hinge_signed"),
+    LossConfig("categorical_hinge", losses.CategoricalHinge, {}, "categorical_logit"),
+    LossConfig("log_cosh", losses.LogCosh, {}, "regression"),
+    LossConfig("mape", losses.MeanAbsolutePercentageError, {}, "percentages"),
+    LossConfig("msle", losses.MeanSquaredLogarithmicError, {}, "positive"),
+    LossConfig("nll", losses.NegativeLogLikelihood, {}, "log_probabilities"),
 )
 
 
@@ -402,11 +447,38 @@ _LAYER_CASES: list[LayerCase] = [
     # Wrapped layers are given as configs, so every build makes a fresh inner layer.
     _case("Bidirectional", "lstm", ({"class_name": "LSTM", "config": {"units": 2}},), {}, F(2, 3, 3)),
     _case("TimeDistributed", "dense", ({"class_name": "Dense", "config": {"units": 2}},), {}, F(2, 3, 4)),
+    # Activation layers (inputs kept away from their kinks) and the depthwise/separable/1D-transposed convolutions.
+    _case("ReLU", "all_options", (), {"max_value": 1.5, "negative_slope": 0.25, "threshold": 0.5},
+          F(5, 4, avoid=(0.5, 1.5))),
+    _case("LeakyReLU", "default", (), {}, F(5, 4, avoid=(0.0,))),
+    _case("PReLU", "shared", (), {"alpha_initializer": "random_uniform", "shared_axes": [1]},
+          F(2, 3, 4, avoid=(0.0,))),
+    _case("ELU", "alpha", (), {"alpha": 0.5}, F(5, 4, avoid=(0.0,))),
+    _case("Softmax", "two_axes", (), {"axis": [1, 2]}, F(2, 3, 4)),
+    _case("Conv1DTranspose", "strided", (2, 3), {"strides": 2, "bias_initializer": "random_normal"}, F(2, 5, 3)),
+    _case("DepthwiseConv2D", "multiplier", (3,), {"depth_multiplier": 2, "padding": "same",
+                                                  "bias_initializer": "random_normal"}, _IMAGES),
+    _case("SeparableConv2D", "strided", (4, 3), {"strides": 2, "depth_multiplier": 2,
+                                                 "bias_initializer": "random_normal"}, _IMAGES),
+    # Preprocessing layers that run in the graph. CategoryEncoding has nothing to differentiate.
+    _case("Rescaling", "per_feature", ([0.5, 2.0, -1.0],), {"offset": 0.25}, F(5, 3)),
+    _case("Normalization", "given", (), {"mean": [0.5, -1.0, 2.0], "variance": [4.0, 0.25, 1.0]}, F(5, 3)),
+    _case("Normalization", "weights", (), {"axis": (1, 2)}, F(4, 3, 2)),
+    _case("CategoryEncoding", "count", (5,), {"output_mode": "count"}, I(4, 3, high=5), fd=False),
+    # IntegerLookup runs on the host (NumPy), called eagerly here; counts come back in the compute dtype
+    # (int ids would not: the kit compares floats).
+    _case("IntegerLookup", "count", (), {"vocabulary": [7, 3, 5], "num_oov_indices": 2, "output_mode": "count"},
+          I(4, 3, high=9), fd=False),
 ]
+
+# Layers whose inputs are strings: no kit spec expresses them. They run on the host in NumPy (the
+# same code whatever the backend); tests/test_layers_keras.py checks them against Keras.
+HOST_STRING_LAYERS = {"StringLookup": "takes strings (host layer, NumPy)",
+                      "TextVectorization": "takes strings (host layer, NumPy)"}
 
 LAYERS: list[LayerCase] = [c for c in _LAYER_CASES if c.item in layers.BUILTINS]
 
 
 def layer_classes_without_case() -> list[str]:
     """Built-in layer classes that no case covers (must be empty)."""
-    return sorted(set(layers.BUILTINS) - {c.item for c in LAYERS})
+    return sorted(set(layers.BUILTINS) - {c.item for c in LAYERS} - set(HOST_STRING_LAYERS))

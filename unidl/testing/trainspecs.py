@@ -82,6 +82,10 @@ OPTIMIZERS: list[OptimizerCase] = [
     _opt("rmsprop_centered", lambda: optimizers.RMSprop(0.05, centered=True)),
     _opt("rmsprop_momentum", lambda: optimizers.RMSprop(0.05, momentum=0.5)),
     _opt("adagrad", lambda: optimizers.Adagrad(0.1)),
+    _opt("nadam", lambda: optimizers.Nadam(0.05)),
+    _opt("adamax", lambda: optimizers.Adamax(0.05)),
+    _opt("adadelta", lambda: optimizers.Adadelta(1.0, epsilon=1e-3)),  # first steps ~ lr * sqrt(eps): large
+    _opt("lion", lambda: optimizers.Lion(0.05)),
     _opt("clipnorm", lambda: optimizers.SGD(0.1, momentum=0.5, clipnorm=1.0)),
     _opt("clipvalue", lambda: optimizers.Adam(0.05, clipvalue=0.5)),
     _opt("global_clipnorm", lambda: optimizers.RMSprop(0.05, global_clipnorm=1.0)),
