@@ -81,18 +81,20 @@ def is_iterable_data(x) -> bool:
     return isinstance(x, collections.abc.Iterator) or hasattr(x, "__iter__") or hasattr(x, "__getitem__")
 
 
-def _structured(data, count: int | None, argument: str, names: list[str] | None = None
-                ) -> list[np.ndarray] | None:
+def _structured(data, count: int | None, argument: str, names: list[str] | None = None,
+                convert=None) -> list[np.ndarray] | None:
     """The arrays of ``data`` in flat order: one array, or one per model input/output.
 
     A dict is matched by name to ``names`` (the model's input or output names), never by its order.
+    ``convert(value, label, index)`` makes each one an array (default: a checked numeric array).
     """
     if data is None:
         return None
+    convert = convert or (lambda value, label, index: as_numeric_array(value, label))
     if isinstance(data, dict) and names is not None:
         what = "input" if argument == "x" else "output"
         keys = match_keys(data, names, what, DataError)
-        return [as_numeric_array(data[k], f"{argument}[{k!r}]") for k in keys]
+        return [convert(data[k], f"{argument}[{k!r}]", i) for i, k in enumerate(keys)]
     several = count is not None and count > 1
     if several or (count is None and isinstance(data, (list, tuple, dict))
                    and all(isinstance(a, np.ndarray) for a in flatten(data))):
@@ -100,8 +102,8 @@ def _structured(data, count: int | None, argument: str, names: list[str] | None 
         if count is not None and len(arrays) != count:
             raise DataError(f"{argument} must hold {count} arrays (one per model "
                             f"{'input' if argument == 'x' else 'output'}), got {len(arrays)}")
-        return [as_numeric_array(a, f"{argument}[{i}]") for i, a in enumerate(arrays)]
-    return [as_numeric_array(data, argument)]
+        return [convert(a, f"{argument}[{i}]", i) for i, a in enumerate(arrays)]
+    return [convert(data, argument, 0)]
 
 
 def _names(model, which: str) -> list[str] | None:
@@ -122,16 +124,23 @@ def _shape_list(shape) -> list:
 
 def prepare_x(model, x, argument: str = "x") -> list[np.ndarray]:
     """Checked input arrays (flat list), building the model from them if needed."""
-    arrays = _structured(x, _count(model.input_shape), argument, _names(model, "input_keys"))
-    n = len(arrays[0])
+    raw = _structured(x, _count(model.input_shape), argument, _names(model, "input_keys"), _as_array)
+    n = len(raw[0])
     if n == 0:
         raise DataError(f"{argument} is empty: there is nothing to train or evaluate on")
-    if any(len(a) != n for a in arrays):
+    if any(len(a) != n for a in raw):
         raise DataError(f"all arrays in {argument} need the same number of samples, got "
-                        f"{[len(a) for a in arrays]}")
-    shapes = [(None, *a.shape[1:]) for a in arrays]
+                        f"{[len(a) for a in raw]}")
+    shapes = [(None, *a.shape[1:]) for a in raw]
     model.ensure_built(shapes[0] if len(shapes) == 1 else shapes)
+    # Host layers (TextVectorization, StringLookup...) reading an input run here, on the NumPy batch,
+    # before anything reaches a backend; the model then skips them (unidl.layers.host_layers_done).
+    hosted = [_run_host_layers(model, i, a) for i, a in enumerate(raw)]
+    arrays = [as_numeric_array(a, argument if len(raw) == 1 else f"{argument}[{i}]") for i, (a, _) in
+              enumerate(hosted)]
     for a, expected, i in zip(arrays, _shape_list(model.input_shape), range(len(arrays))):
+        if hosted[i][1]:
+            continue  # its expected shape is that of the raw data (strings), checked by the host layer
         if a.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected[1:], a.shape[1:])):
             first = model.layers[0].name if model.layers else "input"
             which = argument if len(arrays) == 1 else f"{argument}[{i}]"
@@ -142,6 +151,24 @@ def prepare_x(model, x, argument: str = "x") -> list[np.ndarray]:
     # Inputs become the compute dtype, integers included (layers taking ids, like Embedding,
     # cast back; float32 holds every id below 2**24 exactly).
     return [a.astype(model.backend.dtype, copy=False) for a in arrays]
+
+
+def _as_array(value, label: str, index: int) -> np.ndarray:
+    """An array, not yet checked to be numeric: host layers may turn strings into numbers first."""
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        value = value.numpy()
+    try:
+        return np.asarray(value)
+    except Exception as exc:
+        raise DataError(f"{label} could not be turned into an array: {exc}") from exc
+
+
+def _run_host_layers(model, index: int, values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``values`` after the host layers reading model input ``index`` (and whether there were any)."""
+    chain = getattr(model, "host_layers_for_input", lambda i: [])(index)
+    for layer in chain:
+        values = np.asarray(layer.host_call(values))
+    return values, bool(chain)
 
 
 def _check_layer_inputs(model, arrays: list[np.ndarray], argument: str) -> None:

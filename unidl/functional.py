@@ -120,7 +120,8 @@ class Graph:
             if mask is not None and "mask" not in kwargs:
                 kwargs["mask"] = mask
             _add_argument_masks(node, kwargs, mask_of)
-            out = node.layer(inputs_now, *map_structure(value, list(node.args)), training=training, **kwargs)
+            kwargs.setdefault("training", training)  # a training fixed in the graph (a frozen BatchNorm) wins
+            out = node.layer(inputs_now, *map_structure(value, list(node.args)), **kwargs)
             out_mask = node.layer.compute_mask(inputs_now, mask)
             outputs = flatten(out) if isinstance(node.outputs, list) else [out]
             out_masks = out_mask if isinstance(node.outputs, list) and isinstance(out_mask, list) \

@@ -374,6 +374,7 @@ class NegativeLogLikelihood(Loss):
     ``sparse_categorical_crossentropy(from_logits=True)`` equals it after a log_softmax.
     """
     name = "negative_log_likelihood"
+    takes_class_ids = True
 
     def call(self, y_true, y_pred):
         if len(ops.shape(y_true)) == len(ops.shape(y_pred)):

@@ -126,6 +126,14 @@ class Model(Trainer, Layer):
         return [node.layer for node in self._graph.nodes
                 if node.inputs is not None and any(t is tensor for t in flatten(node.inputs))]
 
+    def host_layers_for_input(self, index: int) -> list[Layer]:
+        """The host layers (``runs_on_host``: TextVectorization...) that alone read model input ``index``:
+        fit, evaluate and predict run them on the NumPy batch before the backend step."""
+        readers = self.layers_reading_input(index)
+        if len(readers) == 1 and getattr(readers[0], "runs_on_host", False):
+            return readers
+        return []
+
     def get_layer(self, name: str) -> Layer:
         for layer in self.layers:
             if layer.name == name:
@@ -412,6 +420,15 @@ class Sequential(Model):
 
     def layers_reading_input(self, index: int) -> list[Layer]:
         return self.layers[:1] if index == 0 else []
+
+    def host_layers_for_input(self, index: int) -> list[Layer]:
+        """The leading host layers (``runs_on_host``), run on the NumPy batch before the backend step."""
+        chain = []
+        for layer in (self.layers if index == 0 else []):
+            if not getattr(layer, "runs_on_host", False):
+                break
+            chain.append(layer)
+        return chain
 
     def add(self, layer: Layer) -> None:
         """Append a layer (built immediately when the model's input shape is known)."""

@@ -34,6 +34,7 @@ from .backend import HALF_DTYPES, Backend, FrozenRandomnessError
 from .callbacks import Callback, CallbackList, History
 from .data import (NONFINITE_CHOICES, ArrayData, DataError, IterableData, is_iterable_data, pack_outputs,
                    prepare_weights, prepare_x, prepare_y)
+from .layers.base import host_layers_done
 from .ops import use_backend
 from .progress import ProgressBar
 from .registry import get_backend
@@ -233,12 +234,15 @@ class Trainer:
 
     # ------------------------------------------------------ dtype policy
     def forward(self, inputs, training: bool = False):
-        """``call(inputs)`` under the model's dtype policy (with its backend bound): what the loops run."""
-        return self.run_with_policy(lambda: self.call_with_training(inputs, training))
+        """``call(inputs)`` under the model's dtype policy (with its backend bound): what the loops run,
+        on batches the host layers already processed (data.prepare_x ran them)."""
+        with host_layers_done():
+            return self.run_with_policy(lambda: self.call_with_training(inputs, training))
 
     def forward_with_masks(self, inputs, training: bool = False):
         """(outputs, output masks) under the model's dtype policy: what the loss sees."""
-        return self.run_with_policy(lambda: self.call_with_masks(inputs, training))
+        with host_layers_done():
+            return self.run_with_policy(lambda: self.call_with_masks(inputs, training))
 
     def run_with_policy(self, run):
         """``run()`` under the model's dtype policy.

@@ -27,6 +27,8 @@ def _non_negative(where: str, name: str, value, allow_none: bool = False) -> flo
 class _Elementwise(Layer):
     """Shape-preserving layers."""
 
+    supports_masking = True  # elementwise: the time steps stay where they were
+
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 

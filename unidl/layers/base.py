@@ -42,6 +42,26 @@ _TRAINING: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_training
 # True while a layer's call runs only to find shapes (build, compute_output_shape): weights stay NumPy.
 _INFERRING: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_inferring_shapes", default=False)
 
+# True while a model runs on data its host layers already processed (fit, evaluate, predict): those
+# layers (runs_on_host) then pass their input through.
+_HOST_DONE: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_host_layers_done", default=False)
+
+
+@contextlib.contextmanager
+def host_layers_done() -> Iterator[None]:
+    """Layers that run on the host (``runs_on_host``) pass their input through: it went through them already."""
+    token = _HOST_DONE.set(True)
+    try:
+        yield
+    finally:
+        _HOST_DONE.reset(token)
+
+
+def host_layers_done_already() -> bool:
+    """Whether the model runs on data its host layers already processed (see :func:`host_layers_done`)."""
+    return _HOST_DONE.get()
+
+
 # True while a saved model is rebuilt for loading: weights get placeholders instead of drawn values.
 _DEFERRED_VALUES: contextvars.ContextVar[bool] = contextvars.ContextVar("unidl_deferred_values", default=False)
 
@@ -198,6 +218,9 @@ class Layer:
     # (batch means and variances lose too much in bfloat16).
     autocast_inputs = True
     compute_in_float32 = False
+    # Layers computed on the host in NumPy (string lookups, text vectorization): fit/evaluate/predict run
+    # them on the batch before the backend step (see unidl.layers.preprocessing).
+    runs_on_host = False
 
     def get_weights(self) -> list[np.ndarray]:
         """All weights as NumPy arrays, layer by layer in Keras order (kernel, then bias)."""
@@ -316,15 +339,19 @@ class Layer:
         the call this one runs in, else False) and ``mask`` go to ``call`` when it takes them.
         """
         training = kwargs.pop("training", None)
+        if self.runs_on_host and host_layers_done_already() and not is_symbolic(inputs):
+            return inputs  # the data pipeline ran this layer on the NumPy batch already
         if is_symbolic(inputs) or any(is_symbolic(a) for a in (*args, *kwargs.values())):
             _check_call_arguments(type(self), args, kwargs)
             if training is not None:
                 kwargs["training"] = training
             return call_symbolic(self, inputs, args, kwargs)
+        signature = _call_signature(type(self))
+        if args and signature.names[:1] == ("training",):  # layer(x, True): call(self, x, training)
+            training, args = (args[0] if training is None else training), args[1:]
         training = _TRAINING.get() if training is None else bool(training)
         backend = ops._current.get()
         self._build_on_first_call(inputs, backend, args, kwargs)
-        signature = _call_signature(type(self))
         if signature.training:
             kwargs["training"] = training
         if "mask" in kwargs and (kwargs["mask"] is None or not signature.mask):

@@ -35,7 +35,7 @@ import numpy as np
 from .. import ops
 from ..naming import snake_case
 from ..symbolic import is_symbolic
-from .base import Layer, Shape
+from .base import host_layers_done_already, Layer, Shape
 
 EPSILON = 1e-7  # Keras's backend.epsilon(): the floor of Normalization's standard deviation
 
@@ -131,7 +131,9 @@ class _HostLayer(Layer):
 
     def __call__(self, inputs, training: bool = False, **kwargs):
         if is_symbolic(inputs):
-            return super().__call__(inputs, training, **kwargs)
+            return super().__call__(inputs, **kwargs)
+        if host_layers_done_already():
+            return inputs  # fit/evaluate/predict ran this layer on the NumPy batch already
         # No build here: a host layer takes batches of any shape (called by hand on a list of
         # strings, then on the (batch, 1) strings of a model's Input).
         self.name = self.name or snake_case(type(self).__name__)
@@ -396,7 +398,7 @@ class CategoryEncoding(Layer):
             inputs = np.asarray(inputs)  # Keras takes a list of ids
         if isinstance(inputs, np.ndarray) and ops.current_backend_or_none() is not None:
             inputs = ops.convert(inputs)
-        return super().__call__(inputs, training, **kwargs)
+        return super().__call__(inputs, training=training, **kwargs)
 
     def check_input_values(self, values: np.ndarray, where: str) -> None:
         if values.size and (values.min() < 0 or values.max() >= self.num_tokens
