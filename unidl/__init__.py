@@ -15,7 +15,7 @@ from .version import __version__  # noqa: F401  (unidl.__version__)
 
 from . import (activations, callbacks, distributed, initializers, layers, losses, metrics, models, ops, optimizers,
                random, regularizers, saving, schedules, utils)
-from .autodiff import function, grad, value_and_grad
+from .autodiff import GradientTape, function, grad, value_and_grad
 from .backend import Backend, BackendError
 from .data import DataError
 from .hookspecs import hookimpl
@@ -35,7 +35,7 @@ __all__ = [
     "get_backend",
     "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",
     "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad", "function", "models",
-    "utils", "random",
+    "utils", "random", "GradientTape",
 ]
 
 def __getattr__(name: str):

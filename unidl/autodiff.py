@@ -23,6 +23,7 @@ from .backend import FrozenRandomnessError
 from .layers.base import Layer
 from .ops import current_backend
 from .optimizers import recording_applies, scalars_from
+from .structure import flatten, pack_like
 from .variables import Variable, structure_version
 
 
@@ -71,6 +72,58 @@ def value_and_grad(fn: Callable, wrt: "Layer | Sequence[Variable] | None" = None
         variables = _variables(wrt)
         value, aux, grads = backend.value_and_grad(wrapped, [v.value for v in variables])
     return (value, aux, grads) if has_aux else (value, grads)
+
+
+class GradientTape:
+    """Records the ops run inside its block; ``gradient`` then differentiates: Keras's TensorFlow-style custom
+    training code, on every backend that records ops as they run (NumPy, torch, TensorFlow)::
+
+        with unidl.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
+        grads = tape.gradient(loss, model.trainable_weights)
+        optimizer.apply_gradients(zip(grads, model.trainable_weights))
+
+    Variables are watched; other tensors (an input, for a saliency map) with :meth:`watch`. The
+    backend is the one bound when the block starts (the default backend when none is). A backend
+    of immutable arrays (JAX) cannot record: use :func:`value_and_grad` there, which every backend has.
+
+    Args:
+        persistent: allow several ``gradient`` calls (default: one).
+    """
+
+    def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True):
+        self.persistent = bool(persistent)
+        self._backend = None
+        self._tape = None
+        self._used = False
+
+    def __enter__(self) -> "GradientTape":
+        self._backend = current_backend()
+        self._tape = self._backend.gradient_tape(persistent=self.persistent)
+        self._tape.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._tape.__exit__(*exc)
+
+    def watch(self, tensor) -> None:
+        """Differentiate with respect to ``tensor`` too (a plain tensor, e.g. an input)."""
+        for t in flatten(tensor):
+            self._tape.watch(t.value if isinstance(t, Variable) else t)
+
+    def gradient(self, target, sources):
+        """d target / d source for each source (Variables or watched tensors), in the structure of ``sources``;
+        zeros where ``target`` does not depend on a source."""
+        if self._tape is None:
+            raise RuntimeError("GradientTape.gradient: use the tape in a `with unidl.GradientTape() as tape:` block")
+        if self._used and not self.persistent:
+            raise RuntimeError("GradientTape.gradient can be called once; create it with persistent=True for more")
+        self._used = True
+        flat = flatten(sources)
+        handles = [s.value if isinstance(s, Variable) else s for s in flat]
+        grads = self._tape.gradient(target, handles)
+        return pack_like(sources, list(grads))
 
 
 def grad(fn: Callable, wrt=None, *, inputs: Sequence[Any] | None = None):

@@ -323,6 +323,17 @@ class Backend:
         """
         raise self._missing("value_and_grad")
 
+    def gradient_tape(self, persistent: bool = False):
+        """Optionally a tape recording the ops run while it is entered (``unidl.GradientTape``).
+
+        Returns an object with ``__enter__`` / ``__exit__``, ``watch(tensor)`` and
+        ``gradient(target, sources) -> list`` (one gradient per source: zeros where the target does
+        not depend on it). Frameworks that record as they run (torch autograd, tf.GradientTape,
+        the NumPy tape) implement it; others keep this default, and users take ``value_and_grad``.
+        """
+        raise BackendError(f"backend {self.name!r} cannot record ops for a GradientTape; differentiate a "
+                           "function instead: unidl.value_and_grad(lambda: loss(...), model)")
+
     def grad_wrt_inputs(self, fn: Callable[..., Tensor], inputs: Sequence[Tensor]) -> tuple[Tensor, list]:
         """Differentiate scalar ``fn(*inputs)`` with respect to plain tensors ``inputs``.
 

@@ -140,6 +140,11 @@ class Optimizer:
         self.update_all(grads, variables, self.step_scalars())
         self.iterations += 1
 
+    def apply_gradients(self, grads_and_vars) -> None:
+        """Keras's spelling of :meth:`apply`: ``optimizer.apply_gradients(zip(grads, model.trainable_weights))``."""
+        pairs = list(grads_and_vars)
+        self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
     def update_all(self, grads: Sequence, variables: Sequence[Variable], scalars: dict) -> None:
         """The traceable half of ``apply``: no host state changes, so it can run in a compiled step.
 

@@ -159,6 +159,10 @@ class NumpyBackend(Backend):
         # Detached results: nothing returned keeps the graph (and its arrays) alive.
         return loss.detach(), _detach_tree(aux), grads
 
+    def gradient_tape(self, persistent: bool = False):
+        from .gradient_tape import NumpyGradientTape  # the framework is imported already: a backend exists
+        return NumpyGradientTape(self, persistent)
+
     def grad_wrt_inputs(self, fn: Callable[..., Tensor],
                         inputs: Sequence[Any]) -> tuple[Tensor, list[Tensor]]:
         # Fresh leaves sharing the inputs' arrays (never written), so callers' tensors stay untouched.

@@ -561,6 +561,10 @@ class TensorFlowBackend(Backend):
             grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return loss, aux, self._dense(grads)
 
+    def gradient_tape(self, persistent: bool = False):
+        from .gradient_tape import TensorFlowGradientTape  # the framework is imported already: a backend exists
+        return TensorFlowGradientTape(self, persistent)
+
     def grad_wrt_inputs(self, fn: Callable[..., Tensor], inputs: Sequence[Tensor]) -> tuple[Tensor, list]:
         tf = self.tf
         inputs = [self._as_tensor(x) for x in inputs]

@@ -429,6 +429,10 @@ class TorchBackend(Backend):
         grads = [next(found) if v.requires_grad else torch.zeros_like(v) for v in variables]
         return loss.detach(), aux, grads
 
+    def gradient_tape(self, persistent: bool = False):
+        from .gradient_tape import TorchGradientTape  # the framework is imported already: a backend exists
+        return TorchGradientTape(self, persistent)
+
     def grad_wrt_inputs(self, fn: Callable[..., Tensor],
                         inputs: Sequence[Any]) -> tuple[Tensor, list]:
         leaves = [self.convert(x).detach().requires_grad_(True) for x in inputs]
