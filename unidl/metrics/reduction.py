@@ -216,7 +216,12 @@ CategoricalHinge = _wrapper("CategoricalHinge", F.categorical_hinge, "categorica
 
 
 class SparseCategoricalCrossentropy(MeanMetricWrapper):
-    """Mean cross-entropy of integer labels; samples whose label is ``ignore_class`` are left out."""
+    """Mean cross-entropy of integer labels.
+
+    ``ignore_class``: samples with this label get the value 0. As Keras 3 computes it, they
+    still count in the mean when no ``sample_weight`` is given, and are left out (weight 0)
+    when one is: Keras's ``Mean`` reads the loss's mask only to adjust given weights.
+    """
 
     def __init__(self, name: str = "sparse_categorical_crossentropy", dtype: str | None = None,
                  from_logits: bool = False, ignore_class: int | None = None, axis: int = -1):
@@ -227,16 +232,14 @@ class SparseCategoricalCrossentropy(MeanMetricWrapper):
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self.ignore_class is None:
             return super().update_state(y_true, y_pred, sample_weight)
-        # Keras: the ignored labels read as class 0, their values are zeroed and masked out of the mean.
         y_true, y_pred = as_tensor(y_true), as_tensor(y_pred)
         if rank(y_true) == rank(y_pred):
             y_true = ops.squeeze(y_true, -1)
         valid = ops.not_equal(y_true, self.ignore_class)
-        safe = ops.where(valid, y_true, 0)
-        values = ops.where(valid, self.fn(safe, y_pred, **self._fn_kwargs), 0.0)
-        mask = as_float(valid)
-        weight = mask if sample_weight is None else ops.multiply(mask, as_float(sample_weight))
-        Mean.update_state(self, values, sample_weight=weight)
+        values = ops.where(valid, self.fn(ops.where(valid, y_true, 0), y_pred, **self._fn_kwargs), 0.0)
+        if sample_weight is not None:
+            sample_weight = ops.multiply(as_float(sample_weight), as_float(valid))
+        Mean.update_state(self, values, sample_weight=sample_weight)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "from_logits": self.from_logits,
