@@ -47,7 +47,7 @@ from .iou import IoU, BinaryIoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from .reduction import (Accuracy, BinaryAccuracy, BinaryCrossentropy, CategoricalAccuracy, CategoricalCrossentropy,
                         CategoricalHinge, CosineSimilarity, Hinge, HostMean, KLDivergence, LogCoshError, Mean,
                         MeanAbsoluteError, MeanAbsolutePercentageError, MeanMetricWrapper, MeanSquaredError,
-                        MeanSquaredLogarithmicError, Poisson, RootMeanSquaredError, SparseCategoricalAccuracy,
+                        MeanSquaredLogarithmicError, Poisson, R2Score, RootMeanSquaredError, SparseCategoricalAccuracy,
                         SparseCategoricalCrossentropy, SparseTopKCategoricalAccuracy, SquaredHinge, Sum,
                         TopKCategoricalAccuracy)
 
@@ -64,7 +64,7 @@ CLASSES: tuple[type[Metric], ...] = (
     Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, TopKCategoricalAccuracy,
     SparseTopKCategoricalAccuracy,
     MeanSquaredError, MeanAbsoluteError, RootMeanSquaredError, MeanAbsolutePercentageError,
-    MeanSquaredLogarithmicError, CosineSimilarity, LogCoshError,
+    MeanSquaredLogarithmicError, CosineSimilarity, LogCoshError, R2Score,
     KLDivergence, Poisson, BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
     Hinge, SquaredHinge, CategoricalHinge,
     TruePositives, FalsePositives, TrueNegatives, FalseNegatives, Precision, Recall, AUC,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from .. import ops
 from . import functions as F
 from .base import Metric, MetricInputError, add_to, as_float, as_tensor, divide_no_nan, element_count, rank
@@ -298,3 +300,83 @@ class HostMean:
 
     def __repr__(self) -> str:
         return f"<HostMean name={self.name}: {self.result():.4g}>"
+
+
+class R2Score(Metric):
+    """Coefficient of determination ``1 - SS_res / SS_tot`` per output column, over everything seen.
+
+    Args:
+        class_aggregation: "uniform_average" (default: the mean over columns),
+            "variance_weighted_average" (weighted by each column's total variance) or None (one
+            score per column).
+        num_regressors: > 0 for the adjusted R2 ``1 - (1 - R2) (n - 1) / (n - p - 1)`` (kept
+            unadjusted while ``n - 1 <= p``; Keras also warns then).
+    Inputs: (samples, outputs). A column whose labels never vary scores 0 (NaN when its
+    predictions are exact too), as Keras.
+    """
+
+    def __init__(self, class_aggregation: str | None = "uniform_average", num_regressors: int = 0,
+                 name: str = "r2_score", dtype: str | None = None):
+        super().__init__(name=name, dtype=dtype)
+        if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
+            raise ValueError("class_aggregation must be None, 'uniform_average' or 'variance_weighted_average', "
+                             f"got class_aggregation={class_aggregation!r}")
+        if num_regressors < 0:
+            raise ValueError(f"num_regressors must be >= 0, got num_regressors={num_regressors}")
+        self.class_aggregation, self.num_regressors = class_aggregation, num_regressors
+        self.num_samples = self.add_variable(shape=(), name="num_samples")
+        self._built = False
+
+    def _build(self, true_shape, pred_shape) -> None:
+        if len(true_shape) != 2 or len(pred_shape) != 2 or pred_shape[-1] is None:
+            raise ValueError("R2Score expects inputs of shape (samples, outputs), got "
+                             f"y_true {tuple(true_shape)} and y_pred {tuple(pred_shape)}")
+        shape = (pred_shape[-1],)
+        self.squared_sum = self.add_variable(shape=shape, name="squared_sum")
+        self.sum = self.add_variable(shape=shape, name="sum")
+        self.total_mse = self.add_variable(shape=shape, name="residual")
+        self.count = self.add_variable(shape=shape, name="count")
+        self._built = True
+        self._state_backend(ops.current_backend())
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = squeeze_or_expand_to_same_rank(as_float(y_true), as_float(y_pred))
+        if not self._built:
+            self._build(ops.shape(y_true), ops.shape(y_pred))
+        weight = as_float(1.0 if sample_weight is None else sample_weight)
+        if rank(weight) == 1:
+            weight = ops.expand_dims(weight, 1)
+        weight = _broadcast_like(weight, y_true)
+        weighted = ops.multiply(y_true, weight)
+        add_to(self.sum, ops.sum(weighted, axis=0))
+        add_to(self.squared_sum, ops.sum(ops.multiply(y_true, weighted), axis=0))
+        add_to(self.total_mse, ops.sum(ops.multiply(ops.square(ops.subtract(y_true, y_pred)), weight), axis=0))
+        add_to(self.count, ops.sum(weight, axis=0))
+        add_to(self.num_samples, element_count(y_true))
+
+    def result(self):
+        if not self._built:
+            return ops.convert(np.float64(0.0))
+        mean = ops.divide(self.sum, self.count)
+        total = ops.subtract(self.squared_sum, ops.multiply(self.sum, mean))
+        flat = ops.equal(total, 0.0)
+        # 1 - SS_res / 0 is -inf (Keras reports 0) or, with SS_res = 0 too, NaN (kept)
+        raw = ops.where(flat, ops.where(ops.equal(self.total_mse, 0.0), float("nan"), 0.0),
+                        ops.subtract(1.0, ops.divide(self.total_mse, ops.where(flat, 1.0, total))))
+        if self.class_aggregation == "uniform_average":
+            score = ops.mean(raw)
+        elif self.class_aggregation == "variance_weighted_average":
+            score = ops.divide(ops.sum(ops.multiply(total, raw)), ops.sum(total))
+        else:
+            score = raw
+        if self.num_regressors:
+            n, p = self.num_samples, float(self.num_regressors)
+            room = ops.subtract(ops.subtract(n, p), 1.0)
+            adjusted = ops.subtract(1.0, ops.divide(ops.multiply(ops.subtract(1.0, score), ops.subtract(n, 1.0)),
+                                                    ops.where(ops.greater(room, 0.0), room, 1.0)))
+            score = ops.where(ops.greater(room, 0.0), adjusted, score)
+        return score
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
