@@ -605,3 +605,26 @@ def test_one_metric_instance_serves_each_output_of_a_multi_output_model_separate
     pa, pb = model.predict(x, verbose=0)
     assert result["a_mae"] == pytest.approx(np.mean(np.abs(pa - ya)), rel=1e-6)
     assert result["b_mae"] == pytest.approx(np.mean(np.abs(pb - yb)), rel=1e-6)
+
+
+# --------------------------------------------------------------------- plugins
+class MetricPlugin:
+    @unidl.hookimpl
+    def unidl_register_metrics(self, register):
+        register("binary_true_positives", BinaryTruePositives)
+
+
+def test_plugins_register_metric_classes():
+    from unidl.registry import REGISTRY
+    REGISTRY.register_plugin(MetricPlugin(), name="test-metric-classes")
+    try:
+        counted = metrics.get("binary_true_positives")
+        assert type(counted) is BinaryTruePositives and counted.name == "binary_true_positives"
+        model = unidl.Sequential([layers.Dense(1, activation="sigmoid", input_shape=(3,))], seed=0)
+        model.compile(loss="binary_crossentropy", metrics=["binary_true_positives"], backend="numpy")
+        x = np.random.default_rng(8).normal(size=(12, 3))
+        y = (x[:, :1] > 0).astype(float)
+        _, tp = model.evaluate(x, y, verbose=0)
+        assert tp == float(np.sum((model.predict(x, verbose=0) > 0.5) & (y > 0.5)))
+    finally:
+        REGISTRY.unregister_plugin("test-metric-classes")
