@@ -85,7 +85,7 @@ def ids_pair(rng, n, classes=3):
 
 
 def int_weights(rng, n):
-    return rng.integers(0, 4, n).astype(np.float64)  # IoU truncates weights to integers, as Keras
+    return rng.integers(0, 4, n)  # integer weights: IoU truncates weights to integers, as Keras
 
 
 def sorted_ids(rng, n, classes=6):
@@ -224,7 +224,7 @@ CASES = [
     ("MeanIoU-ignore-dense", lambda M: M.MeanIoU(num_classes=4, ignore_class=0, sparse_y_pred=False),
      lambda K: K.metrics.MeanIoU(num_classes=4, ignore_class=0, sparse_y_pred=False),
      lambda r, n: (r.integers(0, 4, (n, 2, 2)), softmax(normals(r, n, 2, 2, 4))),
-     lambda r, n: r.integers(0, 3, (n, 2, 2)).astype(np.float64)),
+     lambda r, n: r.integers(0, 3, (n, 2, 2))),
     ("IoU", lambda M: M.IoU(num_classes=3, target_class_ids=[0, 2]),
      lambda K: K.metrics.IoU(num_classes=3, target_class_ids=[0, 2]), ids_pair, int_weights),
     ("BinaryIoU", lambda M: M.BinaryIoU(threshold=0.4), lambda K: K.metrics.BinaryIoU(threshold=0.4),
@@ -281,7 +281,9 @@ def keras_results(keras):
                         continue
                     args, w = call
                     args = [a.astype(dtype) if a.dtype.kind == "f" else a for a in args]
-                    metric.update_state(*args, sample_weight=None if w is None else w.astype(dtype))
+                    if w is not None and w.dtype.kind == "f":
+                        w = w.astype(dtype)
+                    metric.update_state(*args, sample_weight=w)
                     out.append(np.asarray(keras.ops.convert_to_numpy(metric.result()), dtype=np.float64))
             finally:
                 keras.config.set_floatx(floatx)

@@ -32,7 +32,6 @@ from .. import ops
 from ..naming import snake_case
 from ..registry import lookup
 from ..variables import Variable
-from . import functions as _functions
 from .base import Metric, MetricInputError
 from .confusion import (AUC, F1Score, FalseNegatives, FalsePositives, FBetaScore, Precision, PrecisionAtRecall,
                         Recall, RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity,

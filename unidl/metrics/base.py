@@ -66,7 +66,9 @@ def _on_state_backend(method):
     @functools.wraps(method)
     def run(self, *args, **kwargs):
         current = ops.current_backend_or_none()
-        backend = self._state_backend(current)
+        # fast path: the state was bound to this very backend object and no variable was added since
+        backend = current if current is not None and self.__dict__.get("_bound_to") is current \
+            else self._state_backend(current)
         if backend is current:
             return method(self, *args, **kwargs)
         with ops.use_backend(backend):
@@ -169,6 +171,7 @@ class Metric:
         variable = Variable(np.asarray(value, dtype=np.float64), name=f"{self.name}/{name or 'variable'}",
                             trainable=False)
         self._variables.append(variable)
+        object.__setattr__(self, "_bound_to", None)  # the new variable is not bound yet
         return variable
 
     def add_weight(self, shape=(), initializer="zeros", dtype=None, name: str | None = None) -> Variable:
@@ -195,6 +198,7 @@ class Metric:
         for v in variables:
             if v.backend is None or (v.backend is not backend and not _same_backend(v.backend, backend)):
                 v.bind(backend)
+        object.__setattr__(self, "_bound_to", backend)
         return backend
 
     def _check_super_called(self) -> None:
@@ -235,7 +239,7 @@ class Metric:
         twin = object.__new__(type(self))
         memo[id(self)] = twin
         for key, value in self.__dict__.items():
-            object.__setattr__(twin, key, copy.deepcopy(value, memo))
+            object.__setattr__(twin, key, None if key == "_bound_to" else copy.deepcopy(value, memo))
         return twin
 
     def __repr__(self) -> str:
