@@ -433,10 +433,11 @@ class BinaryTruePositives(metrics.Metric):
         self.true_positives = self.add_variable(shape=(), initializer="zeros", name="true_positives")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        hits = ops.multiply(ops.cast(ops.greater(ops.convert(y_true), 0.5), "float32"),
-                            ops.cast(ops.greater(ops.convert(y_pred), 0.5), "float32"))
+        # NumPy arguments arrive as tensors of the backend in use
+        hits = ops.multiply(ops.cast(ops.greater(y_true, 0.5), "float32"),
+                            ops.cast(ops.greater(y_pred, 0.5), "float32"))
         if sample_weight is not None:
-            hits = ops.multiply(hits, ops.convert(sample_weight))
+            hits = ops.multiply(hits, sample_weight)
         self.true_positives.assign(ops.add(self.true_positives, ops.cast(ops.sum(hits), "float32")))
 
     def result(self):

@@ -63,6 +63,8 @@ def _on_state_backend(method):
     if getattr(method, "_runs_on_state_backend", False):
         return method
 
+    update = method.__name__ == "update_state"  # its host arguments (NumPy, lists) become tensors
+
     @functools.wraps(method)
     def run(self, *args, **kwargs):
         current = ops.current_backend_or_none()
@@ -70,15 +72,22 @@ def _on_state_backend(method):
         backend = current if current is not None and self.__dict__.get("_bound_to") is current \
             else self._state_backend(current)
         if backend is current:
-            return method(self, *args, **kwargs)
+            return method(self, *_tensors(args), **_tensors(kwargs)) if update else method(self, *args, **kwargs)
         with ops.use_backend(backend):
-            out = method(self, *args, **kwargs)
+            out = method(self, *_tensors(args), **_tensors(kwargs)) if update else method(self, *args, **kwargs)
             if current is None and method.__name__ == "result":
                 out = _to_host(backend, out)
         return out
 
     run._runs_on_state_backend = True
     return run
+
+
+def _tensors(args):
+    """Host data among update_state's arguments (a list, or a dict of keywords) as tensors."""
+    if isinstance(args, dict):
+        return {k: as_tensor(v) for k, v in args.items()}
+    return [as_tensor(a) for a in args]
 
 
 def _to_host(backend, value):
@@ -101,7 +110,7 @@ class Metric:
             ("float32" unless given); bound to a backend, the backend's float dtype is used.
 
     A subclass creates its state in ``__init__`` with ``self.add_variable(...)`` and
-    implements ``update_state`` and ``result``::
+    implements ``update_state`` and ``result`` with ``unidl.ops``::
 
         class BinaryTruePositives(unidl.metrics.Metric):
             def __init__(self, name="binary_true_positives", **kwargs):
@@ -109,11 +118,14 @@ class Metric:
                 self.true_positives = self.add_variable(shape=(), initializer="zeros", name="tp")
 
             def update_state(self, y_true, y_pred, sample_weight=None):
-                hits = ops.cast(ops.equal(ops.cast(y_true, "bool") ...), "float32")
+                hits = ops.multiply(ops.cast(ops.greater(y_true, 0.5), "float32"),
+                                    ops.cast(ops.greater(y_pred, 0.5), "float32"))
                 self.true_positives.assign(ops.add(self.true_positives, ops.sum(hits)))
 
             def result(self):
                 return ops.add(self.true_positives, 0.0)
+
+    (Keras writes ``self.true_positives.assign_add(...)``; unidl.Variable has ``assign`` only.)
 
     ``Metric(fn, name)`` with a function ``fn(y_true, y_pred) -> per-sample values``
     (the form unidl had before this API) makes a ``MeanMetricWrapper(fn, name)``.
