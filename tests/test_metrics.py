@@ -105,16 +105,16 @@ def test_metric_weighs_batches_by_size():
     batch_means = []
     with unidl.use_backend(B64):
         for start in range(0, 10, 4):
-            m.update(ops.convert(y[start:start + 4]), ops.convert(p[start:start + 4]))
+            m.update_state(ops.convert(y[start:start + 4]), ops.convert(p[start:start + 4]))
             batch_means.append(np.mean(np.abs(p[start:start + 4] - y[start:start + 4])))
-    assert m.count == 10
+    assert float(m.count.numpy()) == 10
     want = np.mean(np.abs(p - y))  # (8 * 0.1 + 2 * 2.0) / 10 = 0.48
     np.testing.assert_allclose(m.result(), want, rtol=FWD_RTOL)
     np.testing.assert_allclose(m.result(), (4 * batch_means[0] + 4 * batch_means[1] + 2 * batch_means[2]) / 10,
                                rtol=FWD_RTOL)
     assert not np.isclose(m.result(), np.mean(batch_means))  # (0.1 + 0.1 + 2.0) / 3: the unweighted mean
-    m.reset()
-    assert m.count == 0 and np.isnan(m.result())
+    m.reset_state()
+    assert float(m.count.numpy()) == 0 and m.result() == 0.0  # Keras: 0 before any sample (divide_no_nan)
 
 
 def test_metric_with_sample_weight():
@@ -123,8 +123,8 @@ def test_metric_with_sample_weight():
     values = np.mean(np.abs(p - y), axis=-1)
     m = metrics.get("mae")
     with unidl.use_backend(B64):
-        m.update(ops.convert(y[:4]), ops.convert(p[:4]), ops.convert(w[:4]))
-        m.update(ops.convert(y[4:]), ops.convert(p[4:]), ops.convert(w[4:]))
+        m.update_state(ops.convert(y[:4]), ops.convert(p[:4]), ops.convert(w[:4]))
+        m.update_state(ops.convert(y[4:]), ops.convert(p[4:]), ops.convert(w[4:]))
     np.testing.assert_allclose(m.result(), np.sum(w * values) / np.sum(w), rtol=FWD_RTOL)
 
 
@@ -132,16 +132,16 @@ def test_sequence_metric_averages_within_each_sample():
     y, p = _rng.normal(size=(3, 5, 2)), _rng.normal(size=(3, 5, 2))
     m = metrics.get("mse")
     with unidl.use_backend(B64):
-        m.update(ops.convert(y[:2]), ops.convert(p[:2]))
-        m.update(ops.convert(y[2:]), ops.convert(p[2:]))
-    assert m.count == 3
+        m.update_state(ops.convert(y[:2]), ops.convert(p[:2]))
+        m.update_state(ops.convert(y[2:]), ops.convert(p[2:]))
+    assert float(m.count.numpy()) == 3
     np.testing.assert_allclose(m.result(), np.mean((p - y) ** 2), rtol=FWD_RTOL)
 
 
-def test_update_value_weights_reduced_values():
-    m = metrics.Metric(lambda *_: None, "loss")
+def test_mean_weights_reduced_values():
+    m = metrics.Mean(name="loss", dtype="float64")  # the training loop's loss tracker
     for value, n in [(1.0, 4), (2.0, 4), (10.0, 2)]:
-        m.update_value(value, n)
+        m.update_state(value, sample_weight=n)
     np.testing.assert_allclose(m.result(), (4 * 1.0 + 4 * 2.0 + 2 * 10.0) / 10, rtol=FWD_RTOL)
 
 

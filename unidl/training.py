@@ -19,6 +19,7 @@ Batch order comes from the model's seeded generator, never a framework's.
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any, Sequence
@@ -92,7 +93,7 @@ def _callback_list(callbacks) -> list[Callback]:
 def _update_metrics(metrics, y, y_pred, weights) -> None:
     several = isinstance(y, list)
     for i, m in metrics:
-        m.update(y[i] if several else y, y_pred[i] if several else y_pred, weights)
+        m.update_state(y[i] if several else y, y_pred[i] if several else y_pred, weights)
 
 
 def _all_layers(model) -> list:
@@ -308,7 +309,8 @@ class Trainer:
             for m in ([wanted] if isinstance(wanted, str) else wanted):
                 metric = metrics_mod.get(m, loss=loss, output_shape=shape)
                 if len(shapes) > 1:
-                    metric = metrics_mod.Metric(metric.fn, f"{names[i]}_{metric.name}")
+                    metric = copy.deepcopy(metric) if metric is m else metric  # one instance per output
+                    metric.name = f"{names[i]}_{metric.name}"
                 resolved.append((i, metric))
         return resolved
 
@@ -518,7 +520,7 @@ class Trainer:
                            {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
         self.stop_training = False
         self.history = history
-        loss_metric = metrics_mod.Metric(lambda *_: None, "loss")
+        loss_metric = metrics_mod.HostMean(name="loss")  # batch losses are host floats already
         logs: dict[str, float] = {}
         with use_backend(backend):
             self.optimizer.ensure_slots(self.trainable_weights)
@@ -532,7 +534,7 @@ class Trainer:
                 cbs.on_epoch_begin(epoch)
                 bar = ProgressBar(steps, verbose)
                 for m in (loss_metric, *(m for _, m in metrics)):
-                    m.reset()
+                    m.reset_state()
                 logs = {}
                 rng = self.shuffle_rng if shuffle else None
                 for step, (xb, yb, wb) in enumerate(data.batches(batch_size, rng)):
@@ -544,9 +546,9 @@ class Trainer:
                     wt = None if wb is None else backend.convert(wb)
                     loss, y_pred = self.train_step(_to_backend(backend, xb), yt, wt)
                     batch_loss = float(backend.to_numpy(loss))
-                    loss_metric.update_value(batch_loss, n)
+                    loss_metric.update_state(batch_loss, sample_weight=n)
                     _update_metrics(metrics, yt, y_pred, wt)
-                    logs = {"loss": loss_metric.result(), **{m.name: m.result() for _, m in metrics}}
+                    logs = metrics_mod.logs([loss_metric, *(m for _, m in metrics)])
                     cbs.on_train_batch_end(step, logs={**logs, "loss": batch_loss})
                     bar.update(step + 1, logs)
                     if not math.isfinite(batch_loss):
@@ -584,17 +586,19 @@ class Trainer:
     def _evaluate_data(self, data, batch_size: int, bar: ProgressBar | None = None) -> dict[str, float]:
         backend = self.backend
         metrics = self._compiled_metrics()
-        loss_metric = metrics_mod.Metric(lambda *_: None, "loss")
+        loss_metric = metrics_mod.HostMean(name="loss")
         with use_backend(backend):
+            for m in (loss_metric, *(m for _, m in metrics)):
+                m.reset_state()
             for step, (xb, yb, wb) in enumerate(data.batches(batch_size)):
                 yt = _to_backend(backend, yb)
                 wt = None if wb is None else backend.convert(wb)
                 loss, y_pred = self.test_step(_to_backend(backend, xb), yt, wt)
-                loss_metric.update_value(float(backend.to_numpy(loss)), len(flatten(xb)[0]))
+                loss_metric.update_state(float(backend.to_numpy(loss)), sample_weight=len(flatten(xb)[0]))
                 _update_metrics(metrics, yt, y_pred, wt)
                 if bar is not None:
-                    bar.update(step + 1, {"loss": loss_metric.result()})
-        return {"loss": loss_metric.result(), **{m.name: m.result() for _, m in metrics}}
+                    bar.update(step + 1, metrics_mod.logs([loss_metric]))
+            return metrics_mod.logs([loss_metric, *(m for _, m in metrics)])
 
     def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto",
                  sample_weight=None, return_dict: bool = False, steps: int | None = None):
