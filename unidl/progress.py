@@ -16,8 +16,8 @@ class ProgressBar:
         self._last_draw = 0.0
 
     @staticmethod
-    def format_logs(logs: dict[str, float]) -> str:
-        return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    def format_logs(logs: dict) -> str:
+        return " - ".join(f"{k}: {_format_value(v)}" for k, v in logs.items())
 
     def update(self, step: int, logs: dict[str, float]) -> None:
         self.done = step
@@ -44,3 +44,11 @@ class ProgressBar:
         prefix = f"\r{steps}/{steps} [{'=' * 30}] - " if self.live else f"{steps}/{steps} - "
         self.stream.write(f"{prefix}{elapsed:.2f}s {unit} - {self.format_logs(logs)}\n")
         self.stream.flush()
+
+
+def _format_value(value) -> str:
+    """A log value: a number to 4 decimals, a vector (TruePositives at several thresholds) as a list."""
+    try:
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return "[" + ", ".join(f"{float(v):.4f}" for v in value) + "]"

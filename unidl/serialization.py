@@ -222,21 +222,31 @@ def deserialize_loss(spec, custom_objects=None):
     return from_config(cls, config, "loss")
 
 
-def serialize_metric(metric) -> str | dict[str, str]:
+def serialize_metric(metric) -> str | dict[str, Any]:
     if isinstance(metric, str):
         return metric
-    if isinstance(metric, metrics.Metric):
+    if type(metric) is metrics.MeanMetricWrapper:  # a plain function's mean: saved by the function's name
         for name, fn in metrics.BUILTINS.items():
             if fn is metric.fn:
                 return {"function": name, "name": metric.name}
         return {**_function_ref(metric.fn, "metric function"), "name": metric.name}
+    if isinstance(metric, metrics.Metric):
+        return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    if isinstance(metric, type) and issubclass(metric, metrics.Metric):
+        return {"class_name": metric.__name__, "config": {}}
     return _function_ref(metric, "metric function")
 
 
 def deserialize_metric(spec, custom_objects=None):
     if isinstance(spec, str):
         return spec
+    if isinstance(spec, Mapping) and "class_name" in spec:
+        class_name, config = _class_spec(spec, "metric")
+        cls = resolve_name("metrics", class_name, {c.__name__: c for c in metrics.CLASSES}, custom_objects,
+                           "metric class")
+        return from_config(cls, config, "metric")
     if not isinstance(spec, Mapping) or "function" not in spec:
-        raise SavingError(f"a saved metric must be a name or {{'function': ...}}, got {spec!r:.200}")
+        raise SavingError(f"a saved metric must be a name, {{'class_name': ...}} or {{'function': ...}}, "
+                          f"got {spec!r:.200}")
     fn = resolve_name("metrics", spec["function"], metrics.BUILTINS, custom_objects, "metric function")
     return metrics.Metric(fn, str(spec["name"])) if "name" in spec else fn

@@ -94,6 +94,14 @@ class Variable:
             value = self.backend.convert(value)
         self.backend.assign(self.value, value)
 
+    def assign_add(self, value) -> None:
+        """``variable += value`` in place (Keras's spelling, used by custom metrics and layers)."""
+        self.assign(_ops().add(self, value) if self.backend is not None else self.numpy() + np.asarray(value))
+
+    def assign_sub(self, value) -> None:
+        """``variable -= value`` in place."""
+        self.assign(_ops().subtract(self, value) if self.backend is not None else self.numpy() - np.asarray(value))
+
     def __deepcopy__(self, memo) -> "Variable":
         # A copy is always unbound: it carries the value, never the backend tensor.
         twin = Variable(self.numpy(), self.name, self.trainable, copy.deepcopy(self.regularizer, memo))
