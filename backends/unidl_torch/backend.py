@@ -348,6 +348,11 @@ class TorchBackend(Backend):
         xc = x.permute(0, 3, 1, 2)
         native = _symmetric(pads, (k[0] // 2, k[1] // 2))
         if native is not None:  # count_include_pad=False: the contract's count, for torch's own padding
+            if native != (0, 0) and xc.is_cuda:
+                # torch's CUDA backward for channels-last inputs with padding > 0 (what the permuted NHWC
+                # tensor is) returns silently wrong gradients (pytorch/pytorch#188344, torch <= 2.11);
+                # the NCHW kernel is right, so pool a contiguous copy there.
+                xc = xc.contiguous()
             return F.avg_pool2d(xc, k, s, native, False, False).permute(0, 2, 3, 1)
         # Asymmetric: window sums over zero padding, divided by each window's count of input cells.
         sums = F.avg_pool2d(F.pad(xc, _torch_pad_list(pads)), k, s, 0, False, True, 1)  # divisor_override=1
