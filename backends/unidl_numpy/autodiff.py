@@ -965,11 +965,14 @@ def _unstack_taps(per_tap: np.ndarray, shape, k, s, out_hw) -> np.ndarray:
     return out
 
 
-def _first_max(per_tap: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """(kh*kw, ...) bool: True at each window's first maximal tap (row-major), NaN counting as maximal."""
+def _first_max(per_tap: np.ndarray, best: np.ndarray, barred: np.ndarray | None = None) -> np.ndarray:
+    """(kh*kw, ...) bool: True at each window's first maximal tap (row-major), NaN counting as maximal
+    and ``barred`` taps (padding) never winning."""
     hits = per_tap == best
     if np.isnan(best).any():
         hits |= np.isnan(per_tap)
+    if barred is not None:
+        hits &= ~barred
     open_ = np.ones(best.shape, dtype=bool)  # windows no earlier tap claimed
     for tap_hits in hits:
         tap_hits &= open_
@@ -987,7 +990,10 @@ def max_pool2d(x, pool_size, strides=None, padding="valid") -> Tensor:
         best = v.copy() if best is None else np.maximum(best, v, out=best)  # NaN propagates, as in numpy.max
 
     def backward(g):  # d max/dx = 1 at the window's first maximal cell, 0 elsewhere; windows accumulate
-        hits = _first_max(_stack_taps(xp, k, s, out_hw), best)
+        barred = None
+        if xp is not xd and np.isneginf(best).any():  # a -inf max ties with the padding, which must not win
+            barred = _stack_taps(_pad_hw(np.zeros(xd.shape, dtype=bool), pads, True), k, s, out_hw)
+        hits = _first_max(_stack_taps(xp, k, s, out_hw), best, barred)
         return (_crop_hw(_unstack_taps(_masked(g, hits, bool(np.isfinite(g).all())), xp.shape, k, s, out_hw), pads),)
     return _result(best, (x,), backward)
 
