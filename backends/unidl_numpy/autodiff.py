@@ -793,9 +793,12 @@ def _conv_forward(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int,
     weights = _kernel_matrices(k, groups)
     y = np.empty((n, *out_hw, o), dtype=np.result_type(xp, k))
     for block in _blocks(n, out_hw[0], _row_bytes(out_hw[1], k.shape[:2], c, xp.dtype)):
-        target = y[block]
-        out = _group_matmul(_im2col(patches[block], groups), weights)  # (G, cells, O/G)
-        target[...] = out.transpose(1, 0, 2).reshape(target.shape)
+        cols = _im2col(patches[block], groups)
+        target = y[block].reshape(-1, o)  # a view: a block is whole images, or rows of one image
+        if groups == 1:
+            np.matmul(cols[0], weights[0], out=target)
+        else:
+            target[...] = (cols @ weights).transpose(1, 0, 2).reshape(target.shape)  # (G, cells, O/G) -> cells
     return y
 
 
