@@ -785,7 +785,7 @@ def _group_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b
 
 
-def _conv_forward(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, out_hw) -> np.ndarray:
+def _im2col_conv(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, out_hw) -> np.ndarray:
     """y[n, h, w, o] = sum_{i, j, c} xp[n, h*sh + i*dh, w*sw + j*dw, c] k[i, j, c, o] (per group):
     im2col(xp) @ kernel matrix, one matmul per block of output rows."""
     n, c, o = xp.shape[0], xp.shape[3], k.shape[3]
@@ -802,7 +802,7 @@ def _conv_forward(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int,
     return y
 
 
-def _conv_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: int, k_shape) -> np.ndarray:
+def _im2col_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: int, k_shape) -> np.ndarray:
     """dk[i, j, c, o] = sum_{n, h, w} xp[n, h*sh + i*dh, w*sw + j*dw, c] g[n, h, w, o] (per group):
     im2col(xp)^T @ g, summed over the blocks of output rows."""
     n, ho, wo, _ = g.shape
@@ -817,8 +817,8 @@ def _conv_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: 
     return _from_kernel_matrices(total, k_shape)
 
 
-def _conv_input_grad(g: np.ndarray, k: np.ndarray, strides, dilation, groups: int, padded_shape) -> np.ndarray:
-    """dxp[n, h*sh + i*dh, w*sw + j*dw, c] += sum_o g[n, h, w, o] k[i, j, c, o] (per group): col2im.
+def _col2im(g: np.ndarray, k: np.ndarray, strides, dilation, groups: int, padded_shape) -> np.ndarray:
+    """dxp[n, h*sh + i*dh, w*sw + j*dw, c] += sum_o g[n, h, w, o] k[i, j, c, o] (per group).
 
     Per block of output rows, one stacked matmul gives every kernel tap's gradient of
     the cells it read, tap-major (taps, cells, C), so that each tap's slab is contiguous;
@@ -828,7 +828,7 @@ def _conv_input_grad(g: np.ndarray, k: np.ndarray, strides, dilation, groups: in
     """
     n, ho, wo, o = g.shape
     kh, kw, cg, _ = k.shape
-    g = np.ascontiguousarray(g)  # see _conv_kernel_grad
+    g = np.ascontiguousarray(g)  # see _im2col_kernel_grad
     # (kh*kw, G, O/G, C/G): per tap and group, the matrix that maps g's channels back to x's.
     tap_weights = np.ascontiguousarray(k.reshape(kh * kw, cg, groups, o // groups).transpose(0, 2, 3, 1))
     gxp = np.zeros(padded_shape, dtype=np.result_type(g, k))
@@ -843,32 +843,58 @@ def _conv_input_grad(g: np.ndarray, k: np.ndarray, strides, dilation, groups: in
     return gxp
 
 
+# At stride 1 a convolution and its transpose are one computation: with the kernel turned
+# 180 degrees and its input and output channels swapped (``_flipped_kernel``), the
+# correlation y = conv(xp, k) is also the scatter of xp onto a frame, cropped by the
+# kernel extent - 1 on every side. im2col copies kh*kw*C values per output cell, col2im
+# writes kh*kw*O per input cell: at stride 1 each of the three products below takes the
+# form that expands the side with fewer channels (the final 32 -> 1 convolution of an
+# autoencoder: 32x less copying). Strided convolutions keep the direct forms.
+
 def _flipped_kernel(k: np.ndarray, groups: int) -> np.ndarray:
-    """Kernel (kh, kw, C/G, O) -> (kh, kw, O/G, C) turned 180 degrees, inputs and outputs swapped per group:
-    the kernel of the convolution that maps a stride-1 conv2d's output gradient to its input gradient."""
+    """Kernel (kh, kw, C/G, O) -> (kh, kw, O/G, C): turned 180 degrees, inputs and outputs swapped per
+    group. Its own inverse (with the swapped shape)."""
     kh, kw, cg, o = k.shape
     by_group = k[::-1, ::-1].reshape(kh, kw, cg, groups, o // groups)
     return by_group.transpose(0, 1, 4, 3, 2).reshape(kh, kw, o // groups, groups * cg)
 
 
-def _conv_input_grad_stride1(g: np.ndarray, k: np.ndarray, dilation, groups: int, padded_shape) -> np.ndarray:
-    """Stride 1: dxp = conv2d(g padded by extent - 1 on every side, flipped kernel), one im2col matmul.
-
-    dxp[n, p, q, c] = sum_{i, j, o} g[n, p - i*dh, q - j*dw, o] k[i, j, c, o]: with i' = kh-1-i this is a
-    correlation of the fully padded g with k[kh-1-i', kw-1-j']. It reads patches of g (O channels) where
-    col2im writes patches of x (C channels): the smaller side wins, measured (see _conv2d_input_grad).
-    """
-    kh, kw = k.shape[:2]
-    full = ((kh - 1) * dilation[0],) * 2, ((kw - 1) * dilation[1],) * 2
-    return _conv_forward(_pad_hw(g, full), _flipped_kernel(k, groups), (1, 1), dilation, groups, padded_shape[1:3])
+def _through_output_side(strides, in_channels: int, out_channels: int) -> bool:
+    return strides == (1, 1) and out_channels < in_channels
 
 
-def _conv2d_input_grad(g: np.ndarray, k: np.ndarray, strides, dilation, groups: int, padded_shape) -> np.ndarray:
-    """The transposed convolution of g: by convolution of g when the stride is 1 and g has fewer channels
-    than x (its patches are then the smaller copy), else by col2im."""
-    if strides == (1, 1) and k.shape[3] < padded_shape[3]:
-        return _conv_input_grad_stride1(g, k, dilation, groups, padded_shape)
-    return _conv_input_grad(g, k, strides, dilation, groups, padded_shape)
+def _full_pads(k_shape, dilation):
+    """Padding by the kernel extent - 1 on every side: the frame of a stride-1 convolution's transpose."""
+    return ((k_shape[0] - 1) * dilation[0],) * 2, ((k_shape[1] - 1) * dilation[1],) * 2
+
+
+def _conv(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, out_hw) -> np.ndarray:
+    """y = conv(xp, k), (N, H', W', O): im2col, or at stride 1 with O < C the scatter of xp."""
+    if _through_output_side(strides, xp.shape[3], k.shape[3]):
+        full = _full_pads(k.shape, dilation)  # xp's cells scatter onto rows 0 .. Hp-1 + (kh-1)*dh
+        frame = (xp.shape[0], xp.shape[1] + full[0][0], xp.shape[2] + full[1][0], k.shape[3])
+        y = _crop_hw(_col2im(xp, _flipped_kernel(k, groups), (1, 1), dilation, groups, frame), full)
+        return np.ascontiguousarray(y)
+    return _im2col_conv(xp, k, strides, dilation, groups, out_hw)
+
+
+def _conv_input_grad(g: np.ndarray, k: np.ndarray, strides, dilation, groups: int, padded_shape) -> np.ndarray:
+    """d/dxp of sum(conv(xp, k) * g), the transposed convolution of g: col2im, or at stride 1 with
+    O < C the convolution of g, fully padded, with the flipped kernel."""
+    if _through_output_side(strides, padded_shape[3], k.shape[3]):
+        g_full = _pad_hw(g, _full_pads(k.shape, dilation))
+        return _im2col_conv(g_full, _flipped_kernel(k, groups), (1, 1), dilation, groups, padded_shape[1:3])
+    return _col2im(g, k, strides, dilation, groups, padded_shape)
+
+
+def _conv_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: int, k_shape) -> np.ndarray:
+    """d/dk of sum(conv(xp, k) * g): im2col(xp)^T @ g, or at stride 1 with O < C the patches of the
+    fully padded g against xp, which is the flipped kernel's gradient."""
+    if _through_output_side(strides, xp.shape[3], g.shape[3]):
+        g_full = _pad_hw(g, _full_pads(k_shape, dilation))
+        flipped_shape = (k_shape[0], k_shape[1], k_shape[3] // groups, xp.shape[3])
+        return _flipped_kernel(_im2col_kernel_grad(g_full, xp, (1, 1), dilation, groups, flipped_shape), groups)
+    return _im2col_kernel_grad(xp, g, strides, dilation, groups, k_shape)
 
 
 def _check_rank4(a: np.ndarray, what: str, op: str) -> None:
@@ -892,11 +918,11 @@ def conv2d(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1), groups: 
 
     def backward(g):
         # dx: the transposed convolution of g, cropped back from the padded frame;
-        # dk: the patches of x correlated with g (im2col^T @ g).
-        gx = _crop_hw(_conv2d_input_grad(g, kd, s, d, groups, xp.shape), pads) if _needs(x) else None
+        # dk: the patches of x correlated with g.
+        gx = _crop_hw(_conv_input_grad(g, kd, s, d, groups, xp.shape), pads) if _needs(x) else None
         gk = _conv_kernel_grad(xp, g, s, d, groups, kd.shape) if _needs(kernel) else None
         return gx, gk
-    return _result(_conv_forward(xp, kd, s, d, groups, out_hw), (x, kernel), backward)
+    return _result(_conv(xp, kd, s, d, groups, out_hw), (x, kernel), backward)
 
 
 def conv2d_transpose(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1)) -> Tensor:
@@ -915,10 +941,10 @@ def conv2d_transpose(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1)
         # The transpose of a transpose is the convolution itself: dx = conv2d(g, kernel);
         # dk is conv2d's kernel gradient with g as its input and x as its upstream.
         gp = _pad_hw(g, pads)
-        gx = _conv_forward(gp, kd, s, d, 1, (h, w)) if _needs(x) else None
+        gx = _conv(gp, kd, s, d, 1, (h, w)) if _needs(x) else None
         gk = _conv_kernel_grad(gp, xd, s, d, 1, kd.shape) if _needs(kernel) else None
         return gx, gk
-    out = _crop_hw(_conv2d_input_grad(xd, kd, s, d, 1, padded_shape), pads)
+    out = _crop_hw(_conv_input_grad(xd, kd, s, d, 1, padded_shape), pads)
     return _result(np.ascontiguousarray(out), (x, kernel), backward)
 
 
