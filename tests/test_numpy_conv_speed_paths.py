@@ -1,15 +1,16 @@
 """The NumPy backend's fast convolution and pooling paths, against loop references in float64.
 
 The reference backend computes convolutions through im2col matmuls cut into blocks
-of output rows, input gradients either by col2im (a stacked matmul and one strided
-add per kernel tap) or, at stride 1 with fewer output than input channels, as a
-convolution of the upstream gradient; pools work on their stacked taps and, when
-the windows tile the image, scatter back with one transposing copy. Each path is
-chosen by shape, so the cases below are picked to reach every one of them: stride
-larger than the kernel, dilation with "same", groups on both input-gradient paths,
-batch 1, non-square images and kernels, block budgets from one output row to the
-whole batch, and pools with ties, NaN, non-finite upstream gradients and windows
-that tile, overlap or leave gaps.
+of output rows, and input gradients by col2im (a stacked matmul and one strided add
+per kernel tap). At stride 1 with fewer output than input channels it takes the
+mirrored forms instead: the forward pass as a scatter of the input, the input
+gradient as a convolution of the padded upstream gradient, the kernel gradient from
+that gradient's patches. Pools work on their stacked taps and, when the windows tile
+the image, scatter back with one transposing copy. Each path is chosen by shape, so
+the cases below are picked to reach every one of them: stride larger than the
+kernel, dilation with "same", groups on both sides, batch 1, non-square images and
+kernels, block budgets from one output row to the whole batch, and pools with ties,
+NaN, -inf, non-finite upstream gradients and windows that tile, overlap or leave gaps.
 
 The references loop over output positions and kernel taps (vectorised only over
 batch and channels) and compute the forward pass and the gradients of
@@ -174,16 +175,16 @@ def budget(request, monkeypatch):
     return request.param
 
 
-CONV_CASES = [  # (x shape, kernel shape (kh, kw, C // groups, O), kwargs); comments name the dx path
-    ((2, 9, 8, 3), (2, 2, 3, 4), {"strides": 3}),                                       # stride > kernel; col2im
+CONV_CASES = [  # (x shape, kernel shape (kh, kw, C // groups, O), kwargs); comments name the path
+    ((2, 9, 8, 3), (2, 2, 3, 4), {"strides": 3}),                                       # stride > kernel
     ((1, 7, 10, 2), (2, 3, 2, 3), {"strides": (3, 4), "padding": "same"}),               # stride > kernel, same
-    ((2, 7, 6, 4), (3, 3, 4, 2), {"dilation": 2, "padding": "same"}),                    # O < C: conv of g
-    ((1, 6, 7, 2), (3, 2, 2, 5), {"dilation": (2, 1), "padding": "same"}),               # O > C: col2im
-    ((2, 6, 5, 6), (3, 3, 3, 4), {"groups": 2, "padding": "same"}),                      # groups, conv of g
-    ((1, 9, 8, 6), (3, 3, 2, 9), {"groups": 3, "strides": 2, "dilation": 2}),            # groups, col2im
+    ((2, 7, 6, 4), (3, 3, 4, 2), {"dilation": 2, "padding": "same"}),                    # O < C: mirrored
+    ((1, 6, 7, 2), (3, 2, 2, 5), {"dilation": (2, 1), "padding": "same"}),               # O > C: direct
+    ((2, 6, 5, 6), (3, 3, 3, 4), {"groups": 2, "padding": "same"}),                      # groups, mirrored
+    ((1, 9, 8, 6), (3, 3, 2, 9), {"groups": 3, "strides": 2, "dilation": 2}),            # groups, direct
     ((2, 7, 7, 4), (3, 3, 1, 4), {"groups": 4, "strides": 2, "padding": "same"}),        # depthwise
     ((1, 5, 11, 3), (3, 5, 3, 2), {"padding": ((2, 0), (1, 3))}),                        # batch 1, explicit
-    ((3, 4, 5, 6), (1, 1, 6, 2), {}),                                                    # 1x1, conv of g
+    ((3, 4, 5, 6), (1, 1, 6, 2), {}),                                                    # 1x1, mirrored
     ((3, 6, 5, 3), (2, 4, 3, 1), {}),                                                    # one output channel
 ]
 
@@ -203,10 +204,10 @@ def test_conv2d_and_its_gradients_match_the_loops(np64, budget, x_shape, k_shape
     _close(dk, want_dk, EXACT, "grad of kernel")
 
 
-TRANSPOSE_CASES = [  # (x shape, kernel shape (kh, kw, O, C), kwargs); comments name the forward path
+TRANSPOSE_CASES = [  # (x shape, kernel shape (kh, kw, O, C), kwargs); comments name the path
     ((2, 4, 3, 3), (3, 3, 5, 3), {"strides": 2, "padding": "same"}),                     # the autoencoder's
-    ((2, 5, 4, 2), (3, 3, 4, 2), {"padding": "same"}),                                   # stride 1, C < O: conv
-    ((1, 4, 5, 5), (2, 3, 2, 5), {}),                                                    # stride 1, C > O: col2im
+    ((2, 5, 4, 2), (3, 3, 4, 2), {"padding": "same"}),                                   # stride 1, C < O: mirrored
+    ((1, 4, 5, 5), (2, 3, 2, 5), {}),                                                    # stride 1, C > O: direct
     ((1, 3, 4, 2), (2, 2, 3, 2), {"strides": 3}),                                        # stride > kernel: gaps
     ((1, 3, 5, 2), (3, 2, 2, 2), {"dilation": 2, "strides": (2, 1), "padding": "same"}),
     ((2, 3, 3, 3), (3, 3, 2, 3), {"strides": 2, "padding": ((1, 0), (0, 2))}),           # explicit

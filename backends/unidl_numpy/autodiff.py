@@ -683,12 +683,14 @@ def cast(x, dtype: str) -> Tensor:
 # patches of a block of output rows are copied into one (cells, kh*kw*C) matrix, which
 # meets the kernel, read as a (kh*kw*C, O) matrix, in one matmul. Blocks hold about
 # ``_IM2COL_BLOCK_BYTES`` of patches: memory stays bounded on large images, and the copy
-# is still in cache when BLAS reads it (measured faster than one whole-batch matrix,
-# several times so with few output channels). The way back (col2im) turns a block's
-# output gradient into the gradient each kernel tap sends to the cells it read, with
-# one stacked matmul, and adds them on with one strided add per tap (kh*kw adds, never
-# a loop over positions).
-# Pools combine the kh*kw taps' strided views elementwise.
+# is still in cache when BLAS reads it. The way back (col2im) turns a block's output
+# gradient into the gradient each kernel tap sends to the cells it read, with one
+# stacked matmul, and adds those on with one strided add per tap: kh*kw adds, never a
+# loop over positions. At stride 1 each product takes whichever of the two forms copies
+# fewer channels (see ``_flipped_kernel``).
+# Pools reduce their kh*kw taps' strided views elementwise; their backward rules work on
+# the taps stacked into one contiguous array, and scatter back with one transposing copy
+# when the windows tile the image.
 # (This module's own max, min and sum are ops: plain Python ones are spelled builtins.max.)
 
 _IM2COL_BLOCK_BYTES = 1 << 22
@@ -708,9 +710,7 @@ def _pad_hw(a: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
     (t, b), (l, r) = pads
     if not (t or b or l or r):
         return a
-    out = np.full((a.shape[0], a.shape[1] + t + b, a.shape[2] + l + r, *a.shape[3:]), value, dtype=a.dtype)
-    out[:, t:t + a.shape[1], l:l + a.shape[2]] = a
-    return out
+    return np.pad(a, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=value)
 
 
 def _crop_hw(a: np.ndarray, pads) -> np.ndarray:
@@ -988,7 +988,7 @@ def _unstack_taps(per_tap: np.ndarray, shape, k, s, out_hw) -> np.ndarray:
         n, ho, wo, c = per_tap.shape[1:]
         _tiles(out, k, out_hw)[...] = per_tap.reshape(k[0], k[1], n, ho, wo, c).transpose(2, 3, 0, 4, 1, 5)
         return out
-    for tap, (i, j) in enumerate(_positions(*k)):  # overlapping windows: accumulate
+    for tap, (i, j) in enumerate(_positions(*k)):  # windows may overlap: accumulate
         view = _window(out, i, j, s, (1, 1), out_hw)
         view += per_tap[tap]
     return out
@@ -1009,6 +1009,13 @@ def _first_max(per_tap: np.ndarray, best: np.ndarray, barred: np.ndarray | None 
     return hits
 
 
+def _padding_taps(shape, pads, k, s, out_hw) -> np.ndarray | None:
+    """(kh*kw, N, H', W', C) bool: the taps that read padding; None when there is none."""
+    if not any(p for pair in pads for p in pair):
+        return None
+    return _stack_taps(_pad_hw(np.zeros(shape, dtype=bool), pads, True), k, s, out_hw)
+
+
 def max_pool2d(x, pool_size, strides=None, padding="valid") -> Tensor:
     xd = _val(x)
     k, s, pads, out_hw = _pool_setup(xd, pool_size, strides, padding, "max_pool2d")
@@ -1019,11 +1026,11 @@ def max_pool2d(x, pool_size, strides=None, padding="valid") -> Tensor:
         best = v.copy() if best is None else np.maximum(best, v, out=best)  # NaN propagates, as in numpy.max
 
     def backward(g):  # d max/dx = 1 at the window's first maximal cell, 0 elsewhere; windows accumulate
-        barred = None
-        if xp is not xd and np.isneginf(best).any():  # a -inf max ties with the padding, which must not win
-            barred = _stack_taps(_pad_hw(np.zeros(xd.shape, dtype=bool), pads, True), k, s, out_hw)
+        # A window whose max is -inf ties with its padding, which must not win it.
+        barred = _padding_taps(xd.shape, pads, k, s, out_hw) if np.isneginf(best).any() else None
         hits = _first_max(_stack_taps(xp, k, s, out_hw), best, barred)
-        return (_crop_hw(_unstack_taps(_masked(g, hits, bool(np.isfinite(g).all())), xp.shape, k, s, out_hw), pads),)
+        per_tap = _masked(g, hits, bool(np.isfinite(g).all()))  # (kh*kw, N, H', W', C)
+        return (_crop_hw(_unstack_taps(per_tap, xp.shape, k, s, out_hw), pads),)
     return _result(best, (x,), backward)
 
 
