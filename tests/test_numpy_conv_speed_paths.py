@@ -164,18 +164,14 @@ def _backend_run(backend, op, arrays, r, **kwargs):
     return backend.to_numpy(y), [backend.to_numpy(g) for g in grads]
 
 
-# (block budget, kept-patches limit): one output row per block, two rows, two whole images, and
-# the defaults; with the forward pass's im2col matrices kept for the kernel gradient, or copied again.
-BUDGETS = [(1, 0), (3000, None), (1 << 14, 0), (None, None)]
+# Block budgets: one output row per block, two rows, two whole images, and the default.
+BUDGETS = [1, 3000, 1 << 14, None]
 
 
-@pytest.fixture(params=BUDGETS, ids=lambda b: "block={},keep={}".format(*b))
+@pytest.fixture(params=BUDGETS, ids=lambda b: f"budget={b}")
 def budget(request, monkeypatch):
-    block, keep = request.param
-    if block is not None:
-        monkeypatch.setattr(autodiff, "_IM2COL_BLOCK_BYTES", block)
-    if keep is not None:
-        monkeypatch.setattr(autodiff, "_KEEP_PATCHES_BYTES", keep)
+    if request.param is not None:
+        monkeypatch.setattr(autodiff, "_IM2COL_BLOCK_BYTES", request.param)
     return request.param
 
 

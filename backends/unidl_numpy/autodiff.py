@@ -694,10 +694,6 @@ def cast(x, dtype: str) -> Tensor:
 # (This module's own max, min and sum are ops: plain Python ones are spelled builtins.max.)
 
 _IM2COL_BLOCK_BYTES = 1 << 22
-# The kernel gradient reads the same patches as the forward pass. Up to this size the
-# forward pass keeps its im2col blocks for it (the copy measured ~10% of a small CNN's
-# training step); larger inputs copy their patches again, block by block.
-_KEEP_PATCHES_BYTES = 1 << 26
 
 
 def _out_size(padded: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int],
@@ -789,19 +785,15 @@ def _group_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b
 
 
-def _im2col_conv(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, out_hw,
-                 keep: list | None = None) -> np.ndarray:
+def _im2col_conv(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, out_hw) -> np.ndarray:
     """y[n, h, w, o] = sum_{i, j, c} xp[n, h*sh + i*dh, w*sw + j*dw, c] k[i, j, c, o] (per group):
-    im2col(xp) @ kernel matrix, one matmul per block of output rows; the blocks' im2col
-    matrices are appended to ``keep`` if given."""
+    im2col(xp) @ kernel matrix, one matmul per block of output rows."""
     n, c, o = xp.shape[0], xp.shape[3], k.shape[3]
     patches = _patches(xp, k.shape[:2], strides, dilation, out_hw)
     weights = _kernel_matrices(k, groups)
     y = np.empty((n, *out_hw, o), dtype=np.result_type(xp, k))
     for block in _blocks(n, out_hw[0], _row_bytes(out_hw[1], k.shape[:2], c, xp.dtype)):
         cols = _im2col(patches[block], groups)
-        if keep is not None:
-            keep.append(cols)
         target = y[block].reshape(-1, o)  # a view: a block is whole images, or rows of one image
         if groups == 1:
             np.matmul(cols[0], weights[0], out=target)
@@ -810,20 +802,17 @@ def _im2col_conv(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, 
     return y
 
 
-def _im2col_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: int, k_shape,
-                        kept: list | None = None) -> np.ndarray:
+def _im2col_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: int, k_shape) -> np.ndarray:
     """dk[i, j, c, o] = sum_{n, h, w} xp[n, h*sh + i*dh, w*sw + j*dw, c] g[n, h, w, o] (per group):
-    im2col(xp)^T @ g, summed over the blocks of output rows (their im2col matrices taken from
-    ``kept`` when the forward pass kept them)."""
+    im2col(xp)^T @ g, summed over the blocks of output rows."""
     n, ho, wo, _ = g.shape
     # Contiguous first: g is often a broadcast view (the backward of a sum), whose
     # zero strides would push matmul off its BLAS path.
     g = np.ascontiguousarray(g)
     patches = _patches(xp, k_shape[:2], strides, dilation, (ho, wo))
     total = None
-    for b, block in enumerate(_blocks(n, ho, _row_bytes(wo, k_shape[:2], xp.shape[3], xp.dtype))):
-        cols = kept[b] if kept else _im2col(patches[block], groups)
-        term = _group_matmul(cols.transpose(0, 2, 1), _by_group(g[block], groups))
+    for block in _blocks(n, ho, _row_bytes(wo, k_shape[:2], xp.shape[3], xp.dtype)):
+        term = _group_matmul(_im2col(patches[block], groups).transpose(0, 2, 1), _by_group(g[block], groups))
         total = term if total is None else np.add(total, term, out=total)
     return _from_kernel_matrices(total, k_shape)
 
@@ -879,15 +868,14 @@ def _full_pads(k_shape, dilation):
     return ((k_shape[0] - 1) * dilation[0],) * 2, ((k_shape[1] - 1) * dilation[1],) * 2
 
 
-def _conv(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, out_hw, keep: list | None = None) -> np.ndarray:
-    """y = conv(xp, k), (N, H', W', O): im2col (its matrices appended to ``keep`` if given), or at
-    stride 1 with O < C the scatter of xp."""
+def _conv(xp: np.ndarray, k: np.ndarray, strides, dilation, groups: int, out_hw) -> np.ndarray:
+    """y = conv(xp, k), (N, H', W', O): im2col, or at stride 1 with O < C the scatter of xp."""
     if _through_output_side(strides, xp.shape[3], k.shape[3]):
         full = _full_pads(k.shape, dilation)  # xp's cells scatter onto rows 0 .. Hp-1 + (kh-1)*dh
         frame = (xp.shape[0], xp.shape[1] + full[0][0], xp.shape[2] + full[1][0], k.shape[3])
         y = _crop_hw(_col2im(xp, _flipped_kernel(k, groups), (1, 1), dilation, groups, frame), full)
         return np.ascontiguousarray(y)
-    return _im2col_conv(xp, k, strides, dilation, groups, out_hw, keep)
+    return _im2col_conv(xp, k, strides, dilation, groups, out_hw)
 
 
 def _conv_input_grad(g: np.ndarray, k: np.ndarray, strides, dilation, groups: int, padded_shape) -> np.ndarray:
@@ -899,27 +887,14 @@ def _conv_input_grad(g: np.ndarray, k: np.ndarray, strides, dilation, groups: in
     return _col2im(g, k, strides, dilation, groups, padded_shape)
 
 
-def _conv_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: int, k_shape,
-                      kept: list | None = None) -> np.ndarray:
-    """d/dk of sum(conv(xp, k) * g): im2col(xp)^T @ g (with the im2col matrices ``_conv`` kept, if
-    any), or at stride 1 with O < C the patches of the fully padded g against xp, which is the
-    flipped kernel's gradient."""
+def _conv_kernel_grad(xp: np.ndarray, g: np.ndarray, strides, dilation, groups: int, k_shape) -> np.ndarray:
+    """d/dk of sum(conv(xp, k) * g): im2col(xp)^T @ g, or at stride 1 with O < C the patches of the
+    fully padded g against xp, which is the flipped kernel's gradient."""
     if _through_output_side(strides, xp.shape[3], g.shape[3]):
         g_full = _pad_hw(g, _full_pads(k_shape, dilation))
         flipped_shape = (k_shape[0], k_shape[1], k_shape[3] // groups, xp.shape[3])
         return _flipped_kernel(_im2col_kernel_grad(g_full, xp, (1, 1), dilation, groups, flipped_shape), groups)
-    return _im2col_kernel_grad(xp, g, strides, dilation, groups, k_shape, kept)
-
-
-def _patch_store(xp_shape, k_shape, out_hw, dtype, wanted: bool) -> list | None:
-    """An empty list for ``_conv`` to keep its im2col matrices in, when wanted and small enough."""
-    size = xp_shape[0] * out_hw[0] * _row_bytes(out_hw[1], k_shape[:2], xp_shape[3], dtype)
-    return [] if wanted and size <= _KEEP_PATCHES_BYTES else None
-
-
-def _will_record(x) -> bool:
-    """Whether an op on ``x`` records a backward rule that will want x's gradient."""
-    return _needs(x) and _recording.get()
+    return _im2col_kernel_grad(xp, g, strides, dilation, groups, k_shape)
 
 
 def _check_rank4(a: np.ndarray, what: str, op: str) -> None:
@@ -941,17 +916,13 @@ def conv2d(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1), groups: 
     xp = _pad_hw(xd, pads)
     out_hw = _out_size(xp.shape[1:3], (kh, kw), s, d, "conv2d")
 
-    patches = _patch_store(xp.shape, kd.shape, out_hw, xp.dtype, _will_record(kernel))
-
     def backward(g):
-        # dk: the patches of x correlated with g (then the kept patches can go);
-        # dx: the transposed convolution of g, cropped back from the padded frame.
-        gk = _conv_kernel_grad(xp, g, s, d, groups, kd.shape, patches) if _needs(kernel) else None
-        if patches:
-            patches.clear()
+        # dx: the transposed convolution of g, cropped back from the padded frame;
+        # dk: the patches of x correlated with g.
         gx = _crop_hw(_conv_input_grad(g, kd, s, d, groups, xp.shape), pads) if _needs(x) else None
+        gk = _conv_kernel_grad(xp, g, s, d, groups, kd.shape) if _needs(kernel) else None
         return gx, gk
-    return _result(_conv(xp, kd, s, d, groups, out_hw, patches), (x, kernel), backward)
+    return _result(_conv(xp, kd, s, d, groups, out_hw), (x, kernel), backward)
 
 
 def conv2d_transpose(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1)) -> Tensor:
@@ -970,9 +941,8 @@ def conv2d_transpose(x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1)
         # The transpose of a transpose is the convolution itself: dx = conv2d(g, kernel);
         # dk is conv2d's kernel gradient with g as its input and x as its upstream.
         gp = _pad_hw(g, pads)
-        patches = _patch_store(gp.shape, kd.shape, (h, w), gp.dtype, _needs(x) and _needs(kernel))
-        gx = _conv(gp, kd, s, d, 1, (h, w), patches) if _needs(x) else None
-        gk = _conv_kernel_grad(gp, xd, s, d, 1, kd.shape, patches) if _needs(kernel) else None
+        gx = _conv(gp, kd, s, d, 1, (h, w)) if _needs(x) else None
+        gk = _conv_kernel_grad(gp, xd, s, d, 1, kd.shape) if _needs(kernel) else None
         return gx, gk
     out = _crop_hw(_conv_input_grad(xd, kd, s, d, 1, padded_shape), pads)
     return _result(np.ascontiguousarray(out), (x, kernel), backward)
