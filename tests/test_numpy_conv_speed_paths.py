@@ -304,7 +304,7 @@ def test_blocks_cover_the_output_grid_once(monkeypatch, images, rows, row_bytes,
 def test_conv2d_memory_stays_bounded_by_the_block_budget():
     # A whole-batch im2col of this input alone would take 9x the input (72 MiB); in blocks, the
     # forward and backward pass together peak under 6x (padded input, output, upstream gradient,
-    # input gradient and about one 4 MiB block).
+    # input gradient and about one 1 MiB block).
     np64 = unidl.get_backend("numpy", dtype="float64")
     rng = _rng("memory")
     x, k = np64.convert(rng.standard_normal((16, 64, 64, 16))), np64.convert(rng.standard_normal((3, 3, 16, 8)))
