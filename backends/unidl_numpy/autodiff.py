@@ -729,7 +729,8 @@ def _positions(kh: int, kw: int):
 
 
 def _patches(xp: np.ndarray, kernel_hw, strides, dilation, out_hw) -> np.ndarray:
-    """Read-only (N, H', W', kh, kw, C) view of padded ``xp``: [n, h, w, i, j, c] = xp[n, h*sh + i*dh, w*sw + j*dw, c]."""
+    """Read-only (N, H', W', kh, kw, C) view of padded ``xp``, no copy:
+    [n, h, w, i, j, c] = xp[n, h*sh + i*dh, w*sw + j*dw, c]."""
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
     view = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))  # (N, ., ., C, eh, ew)
     view = view[:, :(ho - 1) * sh + 1:sh, :(wo - 1) * sw + 1:sw, :, ::dh, ::dw]
