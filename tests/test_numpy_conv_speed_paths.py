@@ -182,7 +182,8 @@ CONV_CASES = [  # (x shape, kernel shape (kh, kw, C // groups, O), kwargs); comm
     ((1, 6, 7, 2), (3, 2, 2, 5), {"dilation": (2, 1), "padding": "same"}),               # O > C: direct
     ((2, 6, 5, 6), (3, 3, 3, 4), {"groups": 2, "padding": "same"}),                      # groups, mirrored
     ((1, 9, 8, 6), (3, 3, 2, 9), {"groups": 3, "strides": 2, "dilation": 2}),            # groups, direct
-    ((2, 7, 7, 4), (3, 3, 1, 4), {"groups": 4, "strides": 2, "padding": "same"}),        # depthwise
+    ((2, 7, 7, 4), (3, 3, 1, 4), {"groups": 4, "strides": 2, "padding": "same"}),        # depthwise: tap-major
+    ((2, 8, 7, 1), (3, 2, 1, 4), {"strides": (1, 2), "padding": "same"}),                # grayscale: tap-major
     ((1, 5, 11, 3), (3, 5, 3, 2), {"padding": ((2, 0), (1, 3))}),                        # batch 1, explicit
     ((3, 4, 5, 6), (1, 1, 6, 2), {}),                                                    # 1x1, mirrored
     ((3, 6, 5, 3), (2, 4, 3, 1), {}),                                                    # one output channel
