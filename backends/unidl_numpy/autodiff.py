@@ -831,8 +831,8 @@ def _col2im(g: np.ndarray, k: np.ndarray, strides, dilation, groups: int, padded
 
     Per block of output rows, one stacked matmul gives every kernel tap's gradient of
     the cells it read, tap-major (taps, cells, C), so that each tap's slab is contiguous;
-    one strided add per tap puts it onto those cells (contiguous rows add about twice as
-    fast as the columns of an im2col matrix). Taps of neighbouring cells overlap when
+    one strided add per tap puts it onto those cells (measured 1.2-1.7x faster than adding
+    the columns of one im2col-shaped product). Taps of neighbouring cells overlap when
     stride < extent: add, never assign.
     """
     n, ho, wo, o = g.shape
