@@ -11,7 +11,8 @@
 #   bench-*      `unidl bench --device cuda` for mlp, cnn, lstm and wide: float32, then mixed_bfloat16
 # A step that fails or times out is recorded and the next one runs; summary.txt lists every step's
 # status and wall time. Exit status: 0 when every step passed, else 1.
-# Environment: PYTHON (default python3), BENCH_MODELS (default mlp,cnn,lstm,wide), BENCH_ROUNDS (3).
+# Environment: PYTHON (default python3), BENCH_MODELS (default mlp,cnn,lstm,wide), BENCH_ROUNDS (3),
+# GPU_CHECK_ARCHIVE (a .tgz path: every log archived there after each step).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LOG_DIR="${1:-${OUT:-gpu_logs}}"
@@ -34,6 +35,8 @@ step() {  # step NAME SECONDS COMMAND...
   [ "$status" = ok ] || failed=1
   printf '%-12s %-14s %4ds  %s\n' "$name" "$status" $((SECONDS - start)) "$*" | tee -a "$SUMMARY"
   tail -n 4 "$LOG_DIR/$name.log"
+  # one archive of every log so far, kept current (for machines that return a few files only)
+  if [ -n "${GPU_CHECK_ARCHIVE:-}" ]; then tar czf "$GPU_CHECK_ARCHIVE" -C "$LOG_DIR" . 2>/dev/null; fi
 }
 
 step env 60 bash -c "nvidia-smi; $PY -c 'import sys, numpy, torch; print(sys.version); print(\"numpy\", numpy.__version__, \"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0))'; $PY -c 'import jax; print(\"jax\", jax.__version__, jax.devices())' || true"
@@ -44,7 +47,7 @@ KIT=("$PY" -m pytest -q -p no:cacheprovider --pyargs unidl.testing --unidl-backe
 step kit-f32 240 "${KIT[@]}" --unidl-dtype=float32
 step kit-f64 240 "${KIT[@]}" --unidl-dtype=float64
 if $PY -c "import jax, sys; sys.exit(not any(d.platform == 'gpu' for d in jax.devices()))" 2>/dev/null; then
-  step kit-jax 300 "$PY" -m pytest -q -p no:cacheprovider --pyargs unidl.testing --unidl-backend=jax \
+  step kit-jax 200 "$PY" -m pytest -q -p no:cacheprovider --pyargs unidl.testing --unidl-backend=jax \
     --unidl-device=cuda --unidl-dtype=float32
 fi
 tests=()

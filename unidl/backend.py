@@ -209,9 +209,11 @@ def generic_layers() -> Iterator[None]:
 
 
 def native_kernel(backend: "Backend", layer) -> Callable | None:
-    """``backend.native_layer(layer)``, unless inside :func:`generic_layers` or the backend is a
-    mixed-precision twin (the kernels are written for the full-precision dtypes)."""
-    if _generic_layers.get() or backend.autocast:
+    """``backend.native_layer(layer)``, unless inside :func:`generic_layers`.
+
+    Under a mixed-precision policy ``backend`` is the compute twin (``backend.autocast``): a kernel
+    then reads the layer's weights cast to ``backend.dtype``, as the generic path's ops do."""
+    if _generic_layers.get():
         return None
     return backend.native_layer(layer)
 
@@ -403,8 +405,10 @@ class Backend:
         layer's configuration (e.g. torch's fused LSTM when the activations are tanh/sigmoid and no
         mask is given), else None. The kernel reads the layer's unidl Variables, so gradients reach
         them as usual; it may also return None for one call it does not cover (attention with a
-        padding mask), and the generic version then runs. Inside ``generic_layers()`` the question is not asked: the conformance kit
-        compares every native kernel with the generic layer that way (forward, gradients, training).
+        padding mask), and the generic version then runs. Under a mixed-precision policy this is
+        asked of the compute twin (``self.autocast``): read the weights cast to ``self.dtype``.
+        Inside ``generic_layers()`` the question is not asked: the conformance kit compares every
+        native kernel with the generic layer that way (forward, gradients, training).
         """
         return None
 

@@ -52,12 +52,13 @@ def _recurrent_kernel(backend, layer, kind: str) -> Callable:
 
     def kernel(inputs, initial_state=None):
         units = layer.units
-        w_ih, w_hh = layer.kernel.value.t(), layer.recurrent_kernel.value.t()
+        w_ih, w_hh = _read(backend, layer.kernel).t(), _read(backend, layer.recurrent_kernel).t()
         if kind == "GRU":
             w_ih, w_hh = _gru_order(w_ih, units, 0), _gru_order(w_hh, units, 0)
-            b_ih, b_hh = _gru_order(layer.bias.value[0], units, 0), _gru_order(layer.bias.value[1], units, 0)
+            bias = _read(backend, layer.bias)
+            b_ih, b_hh = _gru_order(bias[0], units, 0), _gru_order(bias[1], units, 0)
         else:
-            b_ih = layer.bias.value
+            b_ih = _read(backend, layer.bias)
             b_hh = torch.zeros_like(b_ih)
         x = torch.flip(inputs, dims=(1,)) if layer.go_backwards else inputs
         batch = x.shape[0]
@@ -66,9 +67,11 @@ def _recurrent_kernel(backend, layer, kind: str) -> Callable:
             states = (zeros, zeros) if kind == "LSTM" else zeros
         else:
             given = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-            given = [backend.convert(s) if not torch.is_tensor(s) else s for s in given]
+            given = [(backend.convert(s) if not torch.is_tensor(s) else s).to(x.dtype) for s in given]
             states = (given[0][None], given[1][None]) if kind == "LSTM" else given[0][None]
-        params = [w_ih, w_hh, b_ih, b_hh]
+        # cuDNN (CUDA) flattens the weights with views: they must be contiguous, not transposed views.
+        params = [w.contiguous() for w in (w_ih, w_hh, b_ih, b_hh)]
+        x = x.contiguous()
         if kind == "LSTM":
             output, h, c = op(x, states, params, True, 1, 0.0, torch.is_grad_enabled(), False, True)
             finals = [h[0], c[0]]
@@ -90,21 +93,26 @@ def _attention_kernel(backend, layer) -> Callable:
             return None  # let the generic path answer (scores, host-drawn dropout masks, padding masks)
         key = value if key is None else key
         h = layer.num_heads
-        q = _project(query, layer.query_kernel.value, _value(layer.query_bias), h, layer.key_dim)
-        k = _project(key, layer.key_kernel.value, _value(layer.key_bias), h, layer.key_dim)
-        v = _project(value, layer.value_kernel.value, _value(layer.value_bias), h, layer.value_dim)
+        q = _project(query, _read(backend, layer.query_kernel), _read(backend, layer.query_bias), h, layer.key_dim)
+        k = _project(key, _read(backend, layer.key_kernel), _read(backend, layer.key_bias), h, layer.key_dim)
+        v = _project(value, _read(backend, layer.value_kernel), _read(backend, layer.value_bias), h,
+                     layer.value_dim)
         heads = F.scaled_dot_product_attention(q, k, v, is_causal=use_causal_mask,
                                                scale=1.0 / math.sqrt(float(layer.key_dim)))
         flat = heads.transpose(1, 2).reshape(heads.shape[0], heads.shape[2], h * layer.value_dim)
-        out = flat @ layer.output_kernel.value.reshape(h * layer.value_dim, -1)
-        bias = _value(layer.output_bias)
+        out = flat @ _read(backend, layer.output_kernel).reshape(h * layer.value_dim, -1)
+        bias = _read(backend, layer.output_bias)
         return out if bias is None else out + bias
 
     return kernel
 
 
-def _value(variable):
-    return None if variable is None else variable.value
+def _read(backend, variable):
+    """A weight's tensor as the layer's generic path reads it: in the compute dtype under a
+    mixed-precision policy (the backend is then a compute twin), else as stored."""
+    if variable is None:
+        return None
+    return backend.cast(variable.value, backend.dtype) if backend.autocast else variable.value
 
 
 def _project(x, kernel, bias, heads: int, size: int):
