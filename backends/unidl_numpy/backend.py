@@ -65,6 +65,9 @@ class NumpyBackend(Backend):
     def shape(self, x: Any) -> tuple[int, ...]:
         return x.data.shape if type(x) is Tensor else np.shape(x)
 
+    def dtype_of(self, x: Any) -> str:
+        return x.data.dtype.name if type(x) is Tensor else np.asarray(x).dtype.name
+
     # --------------------------------------- primitives: one rule each, in autodiff
     cast = staticmethod(ad.cast)
     add = staticmethod(ad.add)
@@ -106,6 +109,12 @@ class NumpyBackend(Backend):
     take_along_axis = staticmethod(ad.take_along_axis)
     matmul = staticmethod(ad.matmul)
     stop_gradient = staticmethod(ad.stop_gradient)
+    # optional ops, and derived ones NumPy does natively
+    sin = staticmethod(ad.sin)
+    cos = staticmethod(ad.cos)
+    floor = staticmethod(ad.floor)
+    argsort = staticmethod(ad.argsort)
+    cumsum = staticmethod(ad.cumsum)
     # neural-network primitives (NHWC; see unidl.backend.NN_PRIMITIVES)
     pad = staticmethod(ad.pad)
     conv2d = staticmethod(ad.conv2d)
