@@ -645,8 +645,8 @@ def pad(x, pad_width, mode: str = "constant", constant_values=None, value=None):
     """pad(x, pad_width, mode="constant", constant_values=None)
 
     numpy.pad's modes "constant" (with ``constant_values``, default 0), "reflect", "symmetric"
-    and "edge". ``pad_width`` is an int, one (before, after) pair for every axis, or one pair
-    per axis. (``value=`` is unidl's older name of ``constant_values``.)"""
+    and "edge"; ``pad_width`` holds one (before, after) pair per axis. (``value=`` is unidl's
+    older name of ``constant_values``.)"""
     backend, (x,) = _operands("a", x)
     ndim_ = len(backend.shape(x))
     widths = _pad_widths(pad_width, ndim_)
@@ -666,15 +666,15 @@ def pad(x, pad_width, mode: str = "constant", constant_values=None, value=None):
 
 
 def _pad_widths(pad_width, ndim_: int) -> tuple:
-    """keras/numpy pad_width (int, pair, [pair], pair per axis) -> one (before, after) pair per axis."""
-    widths = np.asarray(pad_width, dtype=np.int64)
-    if widths.ndim == 0:
-        widths = np.full((ndim_, 2), int(widths))
-    elif widths.shape == (2,) or widths.shape == (1, 2):
-        widths = np.broadcast_to(widths.reshape(1, 2), (ndim_, 2))
-    if widths.shape != (ndim_, 2):
-        raise ValueError(f"pad: pad_width {pad_width!r} does not give one (before, after) pair for each of "
-                         f"the {ndim_} axes")
+    """pad_width -> one (before, after) pair of non-negative ints per axis, or ValueError (as every
+    backend's pad and keras.ops.pad on TensorFlow: no shorthand broadcast over the axes)."""
+    try:
+        widths = np.asarray(pad_width)
+    except Exception:  # ragged
+        widths = np.zeros(0)
+    if widths.shape != (ndim_, 2) or widths.dtype.kind not in "iu" or (widths < 0).any():
+        raise ValueError(f"pad: pad_width must hold one (before, after) pair of non-negative ints for each of "
+                         f"the {ndim_} axes, got {pad_width!r}")
     return tuple((int(a), int(b)) for a, b in widths)
 
 
@@ -734,7 +734,8 @@ def identity(n: int, dtype: str | None = None):
     return eye(n, dtype=dtype)
 
 
-# Keras's other names for the same ops
+# Keras's other names for the same ops (and the backend method's name for dtype)
+dtype_of = dtype
 true_divide = divide
 absolute = globals()["abs"]
 amax = max
