@@ -1297,7 +1297,8 @@ class Backend:
         return self.negative(self.sum(self.multiply(target, log_p), axis=axis))
 
     def sparse_categorical_crossentropy(self, target, output, from_logits: bool = False, axis: int = -1):
-        """-log p[target] along the last axis for integer targets (a trailing axis of size 1 is dropped)."""
+        """-log p[target] along the last axis for integer targets (a trailing axis of size 1 is dropped);
+        probabilities are clipped to [eps, 1 - eps] and renormalized, as Keras does."""
         ndim = len(self.shape(output))
         if int(axis) % ndim != ndim - 1:
             raise ValueError(f"sparse_categorical_crossentropy: only axis=-1 is supported, got axis={axis}")
@@ -1305,11 +1306,12 @@ class Backend:
         tshape = self.shape(target)
         if len(tshape) == ndim and tshape[-1] == 1:
             target = self.squeeze(target, -1)
-        if from_logits:
-            log_p = self.log_softmax(output, axis=-1)
-        else:
+        if not from_logits:
+            # As Keras: the clipped probabilities' logs are taken as logits, so rows that do not
+            # sum to 1 are renormalized (as categorical_crossentropy does explicitly).
             eps = _epsilon()
-            log_p = self.log(self.clip(output, eps, 1.0 - eps))
+            output = self.log(self.clip(output, eps, 1.0 - eps))
+        log_p = self.log_softmax(output, axis=-1)
         picked = self.take_along_axis(log_p, self.expand_dims(target, -1), axis=-1)
         return self.negative(self.squeeze(picked, -1))
 

@@ -330,7 +330,8 @@ _generate("stop_gradient", "variable", "a")
 
 # reductions and statistics
 _generate("sum", "x, axis=None, keepdims=False", "x")
-_generate("prod", "x, axis=None, keepdims=False", "x")
+_generate("prod", "x, axis=None, keepdims=False, dtype=None", "x",
+          call="x if dtype is None else backend.cast(x, dtype), axis=axis, keepdims=keepdims")
 _generate("mean", "x, axis=None, keepdims=False", "f")
 _generate("var", "x, axis=None, keepdims=False", "f")
 _generate("std", "x, axis=None, keepdims=False", "f")
@@ -420,7 +421,21 @@ def to_numpy(x) -> np.ndarray:
         return x.numpy()
     if type(x) in _HOST or type(x) in _PYTHON:
         return np.array(x)
-    return current_backend().to_numpy(x)
+    backend = current_backend()
+    try:
+        return backend.to_numpy(x)
+    except Exception:
+        if _get() is not None:
+            raise
+        return _foreign_to_numpy(x)  # nothing bound and a tensor of another framework: read it as such
+
+
+def _foreign_to_numpy(x) -> np.ndarray:
+    """A framework tensor that is not the default backend's, as NumPy (torch's detached from its graph)."""
+    for method in ("detach", "cpu"):
+        if callable(getattr(x, method, None)):
+            x = getattr(x, method)()
+    return np.array(x.numpy() if callable(getattr(x, "numpy", None)) else x)
 
 
 def convert_to_numpy(x) -> np.ndarray:
@@ -738,8 +753,22 @@ def identity(n: int, dtype: str | None = None):
 dtype_of = dtype
 true_divide = divide
 absolute = globals()["abs"]
-amax = max
-amin = min
+
+
+def amax(x, axis=None, keepdims: bool = False):
+    """amax(x, axis=None, keepdims=False)
+
+    The same as ``max``."""
+    return max(x, axis=axis, keepdims=keepdims)
+
+
+def amin(x, axis=None, keepdims: bool = False):
+    """amin(x, axis=None, keepdims=False)
+
+    The same as ``min``."""
+    return min(x, axis=axis, keepdims=keepdims)
+
+
 swish = silu
 
 

@@ -28,6 +28,45 @@ def _detach_tree(tree: Any) -> Any:
     return tree
 
 
+def _promoting(op: Callable, compute_dtype: str) -> Callable:
+    """``op(a, b)`` with Keras's dtype promotion where NumPy's differs: an integer Tensor meeting a
+    float Tensor or Python float takes the float dtype (NumPy makes float64 of int64 + float32),
+    and two floats the wider one. Tensors of one dtype (nearly every call) pass straight through."""
+    def promoted(a, b):
+        ta, tb = type(a), type(b)
+        if ta is Tensor and tb is Tensor:
+            if a.data.dtype is not b.data.dtype:  # builtin dtypes are singletons
+                a, b = _to_common(a, b, compute_dtype)
+        elif (ta is Tensor and tb is float and a.data.dtype.kind != "f") or (
+                tb is Tensor and ta is float and b.data.dtype.kind != "f"):
+            a, b = _to_common(a, b, compute_dtype)
+        return op(a, b)
+    promoted.__name__ = promoted.__qualname__ = op.__name__
+    promoted.__doc__ = op.__doc__
+    return promoted
+
+
+def _to_common(a, b, compute_dtype: str):
+    kinds = [x.data.dtype.kind if type(x) is Tensor else "f" for x in (a, b)]
+    if "f" not in kinds:  # two integer or bool tensors: NumPy's rule is Keras's
+        return a, b
+    floats = [x.data.dtype for x in (a, b) if type(x) is Tensor and x.data.dtype.kind == "f"]
+    target = max(floats, key=lambda d: d.itemsize).name if floats else compute_dtype
+    return tuple(ad.cast(x, target) if type(x) is Tensor and x.data.dtype.name != target else x for x in (a, b))
+
+
+def _promoting_where(compute_dtype: str) -> Callable:
+    """``where(cond, a, b)`` with a and b promoted as ``_promoting`` does."""
+    common = _promoting(lambda a, b: (a, b), compute_dtype)
+
+    def where(cond, a, b):
+        if type(a) is Tensor or type(b) is Tensor:
+            a, b = common(a, b)
+        return ad.where(cond, a, b)
+    where.__doc__ = ad.where.__doc__
+    return where
+
+
 class NumpyBackend(Backend):
     """NumPy + reverse-mode tape. Tensors are ``unidl_numpy.autodiff.Tensor``; CPU only."""
 
@@ -38,6 +77,11 @@ class NumpyBackend(Backend):
         if device not in (None, "cpu"):
             raise BackendError(f"backend 'numpy' runs on 'cpu' only, not device={device!r}")
         super().__init__(dtype=dtype, device=device)
+        # Keras's promotion for int and float operands meeting (see _promoting): bound per instance,
+        # as it needs the compute dtype.
+        for name in ("add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "matmul"):
+            setattr(self, name, _promoting(getattr(ad, name), dtype))
+        self.where = _promoting_where(dtype)
 
     # ------------------------------------------------------------------ info
     def framework_version(self) -> str:

@@ -195,7 +195,17 @@ class TensorFlowBackend(Backend):
             # MatMul is ~5x cheaper than BatchMatMulV2 for plain 2-D operands (Dense, RNN cells)
             if type(a) in tensor_types and type(b) in tensor_types and len(a.shape) == 2 == len(b.shape):
                 return raw.MatMul(a=a, b=b)
+            if len(getattr(a, "shape", ())) == 1 or len(getattr(b, "shape", ())) == 1:
+                return vector_matmul(a, b)
             return batch_matmul(a, b)
+
+        def vector_matmul(a, b):
+            # NumPy's rule for 1-D operands (BatchMatMulV2 refuses them): a row / a column, dropped after.
+            a_vector, b_vector = len(a.shape) == 1, len(b.shape) == 1
+            out = batch_matmul(tf.expand_dims(a, 0) if a_vector else a, tf.expand_dims(b, -1) if b_vector else b)
+            if b_vector:
+                out = tf.squeeze(out, -1)
+            return tf.squeeze(out, -2) if a_vector else out
         self.matmul = matmul
         self.divide = divide
         for name, kernel in (("negative", raw.Neg), ("abs", raw.Abs), ("sign", raw.Sign),

@@ -200,10 +200,12 @@ class TorchBackend(Backend):
                 dtype = "bool"
             else:
                 raise BackendError(f"torch backend: cannot convert an array of dtype {arr.dtype}")
-        # torch.tensor copies, so the result never aliases the caller's array.
+        # torch.tensor copies, so the result never aliases the caller's array. Contiguous first:
+        # torch refuses views with negative strides (x[::-1]).
         if dtype in HALF_DTYPES:  # NumPy has no bfloat16: go through float32
-            return torch.tensor(np.asarray(arr, dtype=np.float32), device=self._device).to(self._dtypes[dtype])
-        return torch.tensor(np.asarray(arr, dtype=dtype), device=self._device)
+            return torch.tensor(np.ascontiguousarray(arr, dtype=np.float32), device=self._device).to(
+                self._dtypes[dtype])
+        return torch.tensor(np.ascontiguousarray(arr, dtype=dtype), device=self._device)
 
     def to_numpy(self, x: Tensor) -> np.ndarray:
         if isinstance(x, torch.Tensor):
@@ -271,7 +273,7 @@ class TorchBackend(Backend):
     def _indices(self, indices: Any) -> Tensor:
         if isinstance(indices, torch.Tensor):
             return indices
-        return torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self._device)
+        return torch.as_tensor(np.ascontiguousarray(indices, dtype=np.int64), device=self._device)
 
     def take(self, x: Tensor, indices: Any, axis: int = 0) -> Tensor:
         # One advanced index at position ``axis`` gives numpy.take exactly:

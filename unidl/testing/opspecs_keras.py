@@ -340,7 +340,9 @@ def _cce(t, p, from_logits=False, axis=-1):
 def _scce(t, p, from_logits=False, axis=-1):
     if t.ndim == p.ndim and t.shape[-1] == 1:
         t = t[..., 0]
-    log_p = p - _logsumexp(p, axis=-1, keepdims=True) if from_logits else np.log(np.clip(p, _EPS, 1.0 - _EPS))
+    if not from_logits:  # Keras takes the clipped probabilities' logs as logits: rows are renormalized
+        p = np.log(np.clip(p, _EPS, 1.0 - _EPS))
+    log_p = p - _logsumexp(p, axis=-1, keepdims=True)
     return -np.take_along_axis(log_p, t[..., None].astype(np.int64), axis=-1)[..., 0]
 
 
