@@ -262,6 +262,27 @@ def test_signatures_are_keras_ops_signatures(keras):
     assert checked > 120
 
 
+RESIZES = [((2, 5, 7, 3), (8, 11), {}), ((2, 9, 8, 3), (4, 3), {}), ((5, 7, 2), (10, 3), {}),
+           ((2, 5, 7, 3), (8, 11), {"interpolation": "nearest"}), ((2, 9, 8, 3), (4, 3), {"interpolation": "nearest"}),
+           ((2, 6, 9, 3), (4, 4), {"crop_to_aspect_ratio": True}),
+           ((2, 6, 9, 3), (4, 4), {"pad_to_aspect_ratio": True, "fill_value": 0.5}),
+           ((2, 3, 6, 5), (5, 9), {"data_format": "channels_first"})]
+
+
+@pytest.mark.parametrize("shape, size, kwargs", RESIZES, ids=[f"{s}->{t}:{','.join(k)}" for s, t, k in RESIZES])
+def test_image_resize_equals_keras(shape, size, kwargs, keras, default_numpy):
+    images = f32(*shape)
+    expected = values(keras.ops.image.resize(images, size, **kwargs))
+    assert_same(values(ops.image.resize(images, size, **kwargs)), expected, "resize unbound")
+    for name in BACKENDS:
+        backend = backend_named(name)
+        with unidl.use_backend(backend):
+            got = ops.image.resize(backend.convert(images), size, **kwargs)
+        assert_same(values(got), expected, f"resize on {name}")
+    import unidl.ops.image as image_module
+    assert image_module.resize is ops.image.resize
+
+
 def test_nn_namespace_has_keras_ops_nn_names(keras):
     import unidl.ops.nn as nn_module
     assert nn_module is ops.nn

@@ -912,6 +912,79 @@ def average_pool(inputs, pool_size, strides=None, padding: str = "valid", data_f
     return _pool("average_pool", "avg_pool2d", inputs, pool_size, strides, padding, data_format)
 
 
+# ------------------------------------------------------------- keras.ops.image
+
+def resize(images, size, interpolation: str = "bilinear", antialias: bool = False,
+           crop_to_aspect_ratio: bool = False, pad_to_aspect_ratio: bool = False, fill_mode: str = "constant",
+           fill_value: float = 0.0, data_format: str | None = None):
+    """resize(images, size, interpolation="bilinear", antialias=False, crop_to_aspect_ratio=False, pad_to_aspect_ratio=False, fill_mode="constant", fill_value=0.0, data_format=None)
+
+    keras.ops.image.resize: (N, H, W, C) or (H, W, C) images to ``size`` = (height, width),
+    "bilinear" or "nearest" with half-pixel centers (TensorFlow's tf.image.resize), as gathers
+    and weighted sums (gradients flow to the images). ``antialias`` changes nothing when
+    enlarging; shrinking with it is not supported."""
+    if interpolation not in ("bilinear", "nearest"):
+        raise ValueError(f"resize: interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
+    if fill_mode != "constant" or (crop_to_aspect_ratio and pad_to_aspect_ratio):
+        raise ValueError("resize: fill_mode must be 'constant', and crop_to_aspect_ratio and pad_to_aspect_ratio "
+                         "exclude each other")
+    backend, (x,) = _operands("f", images)
+    single = len(backend.shape(x)) == 3
+    if single:
+        x = backend.expand_dims(x, 0)
+    if len(backend.shape(x)) != 4:
+        raise ValueError(f"resize: images must be (N, H, W, C) or (H, W, C), got shape {backend.shape(images)}")
+    if _data_format(data_format) == "channels_first":
+        x = backend.moveaxis(x, 1, -1)
+    target = tuple(int(d) for d in size)
+    if len(target) != 2:
+        raise ValueError(f"resize: size must be (height, width), got {size!r}")
+    h, w = (backend._known(d, "resize") for d in backend.shape(x)[1:3])
+    if crop_to_aspect_ratio or pad_to_aspect_ratio:
+        x, h, w = _to_aspect_ratio(backend, x, h, w, target, pad_to_aspect_ratio, fill_value)
+    if antialias and (target[0] < h or target[1] < w):
+        raise ValueError("resize: antialias=True when shrinking is not supported (it is a no-op when enlarging)")
+    for axis, n, m in ((2, w, target[1]), (1, h, target[0])):  # width first, then height, as TensorFlow
+        if n != m:
+            x = _resize_axis(backend, x, axis, n, m, interpolation)
+    if _data_format(data_format) == "channels_first":
+        x = backend.moveaxis(x, -1, 1)
+    return backend.squeeze(x, 0) if single else x
+
+
+def _resize_axis(backend: Backend, x, axis: int, n: int, m: int, interpolation: str):
+    """Resample one axis of x from n to m cells (half-pixel centers, scale in float32 as TensorFlow)."""
+    scale = np.float32(n) / np.float32(m)
+    centers = (np.arange(m, dtype=np.float32) + np.float32(0.5)) * scale
+    if interpolation == "nearest":
+        return backend.take(x, backend._index(np.minimum(np.floor(centers), n - 1).astype(np.int64)), axis=axis)
+    source = centers - np.float32(0.5)
+    low = np.floor(source)
+    weight = (source - low).astype(np.float64)
+    below = np.clip(low, 0, n - 1).astype(np.int64)
+    above = np.clip(low + 1, 0, n - 1).astype(np.int64)
+    shape = [1, 1, 1, 1]
+    shape[axis] = m
+    a = backend.take(x, backend._index(below), axis=axis)
+    b = backend.take(x, backend._index(above), axis=axis)
+    lerp = backend.convert(weight.reshape(shape), dtype=backend.dtype_of(x))
+    return backend.add(a, backend.multiply(backend.subtract(b, a), lerp))  # a + (b - a) t, as TensorFlow
+
+
+def _to_aspect_ratio(backend: Backend, x, h: int, w: int, target, pad: bool, fill_value):
+    """Crop (or pad) the images, centered, to the target's aspect ratio, as Keras does before resizing."""
+    th, tw = target
+    if pad:
+        new_h, new_w = builtins.max(h, int(w * th / tw)), builtins.max(w, int(h * tw / th))
+        top, left = (new_h - h) // 2, (new_w - w) // 2  # as Keras: the same on both sides (odd remainders dropped)
+        widths = ((0, 0), (top, top), (left, left), (0, 0))
+        return backend.pad(x, widths, value=fill_value), h + 2 * top, w + 2 * left
+    crop_h = builtins.max(builtins.min(h, int(w * th / tw)), 1)
+    crop_w = builtins.max(builtins.min(w, int(h * tw / th)), 1)
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    return backend.slice(x, (0, top, left, 0), (-1, crop_h, crop_w, -1)), crop_h, crop_w
+
+
 # ------------------------------------------------------------- namespaces
 # keras.ops.nn.X and keras.ops.image.X as Keras scripts write them.
 
@@ -931,7 +1004,10 @@ nn = _namespace("nn", (
     "categorical_crossentropy", "sparse_categorical_crossentropy", "moments", "normalize"),
     "keras.ops.nn's ops that unidl has (the same functions as unidl.ops.X).")
 
-__all__ = ["current_backend", "current_backend_or_none", "use_backend", "NoBackendError", "nn",
+image = _namespace("image", ("resize",), "keras.ops.image's ops that unidl has.")
+del resize  # keras.ops has it as keras.ops.image.resize only
+
+__all__ = ["current_backend", "current_backend_or_none", "use_backend", "NoBackendError", "nn", "image",
            *(name for name in globals() if not name.startswith("_") and callable(globals()[name])
              and getattr(globals()[name], "__module__", None) == __name__ and name not in (
                  "current_backend", "current_backend_or_none", "use_backend", "NoBackendError"))]

@@ -44,6 +44,12 @@ def _symmetric(pads, limit: Sequence[int] | None = None) -> tuple[int, int] | No
     return t, l
 
 
+def _positive_strides(array, dtype) -> np.ndarray:
+    """``array`` in ``dtype``, copied when it is a view with negative strides (x[::-1]), which torch refuses."""
+    array = np.asarray(array, dtype=dtype)
+    return array.copy() if any(s < 0 for s in array.strides) else array
+
+
 def _torch_pad_list(pads) -> tuple[int, int, int, int]:
     """((top, bottom), (left, right)) -> F.pad's order for NCHW: (left, right, top, bottom)."""
     (t, b), (l, r) = pads
@@ -200,12 +206,10 @@ class TorchBackend(Backend):
                 dtype = "bool"
             else:
                 raise BackendError(f"torch backend: cannot convert an array of dtype {arr.dtype}")
-        # torch.tensor copies, so the result never aliases the caller's array. Contiguous first:
-        # torch refuses views with negative strides (x[::-1]).
+        # torch.tensor copies, so the result never aliases the caller's array.
         if dtype in HALF_DTYPES:  # NumPy has no bfloat16: go through float32
-            return torch.tensor(np.ascontiguousarray(arr, dtype=np.float32), device=self._device).to(
-                self._dtypes[dtype])
-        return torch.tensor(np.ascontiguousarray(arr, dtype=dtype), device=self._device)
+            return torch.tensor(_positive_strides(arr, np.float32), device=self._device).to(self._dtypes[dtype])
+        return torch.tensor(_positive_strides(arr, dtype), device=self._device)
 
     def to_numpy(self, x: Tensor) -> np.ndarray:
         if isinstance(x, torch.Tensor):
@@ -273,7 +277,7 @@ class TorchBackend(Backend):
     def _indices(self, indices: Any) -> Tensor:
         if isinstance(indices, torch.Tensor):
             return indices
-        return torch.as_tensor(np.ascontiguousarray(indices, dtype=np.int64), device=self._device)
+        return torch.as_tensor(_positive_strides(indices, np.int64), device=self._device)
 
     def take(self, x: Tensor, indices: Any, axis: int = 0) -> Tensor:
         # One advanced index at position ``axis`` gives numpy.take exactly:
