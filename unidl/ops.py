@@ -421,17 +421,19 @@ def to_numpy(x) -> np.ndarray:
         return x.numpy()
     if type(x) in _HOST or type(x) in _PYTHON:
         return np.array(x)
-    backend = current_backend()
-    try:
+    backend = _get()
+    if backend is not None:
         return backend.to_numpy(x)
+    # Nothing bound: x may be any framework's tensor (a model's output, a tensor made under
+    # use_backend), not only the default backend's; read it as its own framework does.
+    try:
+        return _any_to_numpy(x)
     except Exception:
-        if _get() is not None:
-            raise
-        return _foreign_to_numpy(x)  # nothing bound and a tensor of another framework: read it as such
+        return _default().to_numpy(x)
 
 
-def _foreign_to_numpy(x) -> np.ndarray:
-    """A framework tensor that is not the default backend's, as NumPy (torch's detached from its graph)."""
+def _any_to_numpy(x) -> np.ndarray:
+    """A copy of a framework tensor as NumPy: torch's detached and moved to the CPU, then ``.numpy()``."""
     for method in ("detach", "cpu"):
         if callable(getattr(x, method, None)):
             x = getattr(x, method)()
