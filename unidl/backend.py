@@ -1391,3 +1391,16 @@ def iter_ops() -> Iterator[str]:
     yield from DERIVED
     yield from OPTIONAL
     yield from COMPOSITES
+
+
+# keras.backend's names for the defaults, so that `import unidl as keras; keras.backend.backend()`
+# answers as Keras does. They are unidl.config's functions: no process-wide backend behind them.
+def backend() -> str:
+    """The default backend's name (``unidl.config.backend()``), as ``keras.backend.backend()``."""
+    return config.backend()
+
+
+floatx = config.floatx
+set_floatx = config.set_floatx
+epsilon = config.epsilon
+set_epsilon = config.set_epsilon

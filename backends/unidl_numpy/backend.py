@@ -28,18 +28,18 @@ def _detach_tree(tree: Any) -> Any:
     return tree
 
 
-def _promoting(op: Callable, compute_dtype: str) -> Callable:
-    """``op(a, b)`` with Keras's dtype promotion where NumPy's differs: an integer Tensor meeting a
-    float Tensor or Python float takes the float dtype (NumPy makes float64 of int64 + float32),
-    and two floats the wider one. Tensors of one dtype (nearly every call) pass straight through."""
-    def promoted(a, b):
+def _promoting(op: Callable) -> Callable:
+    """``op(a, b)`` as a method with Keras's dtype promotion where NumPy's differs: an integer Tensor
+    meeting a float Tensor or Python float takes the float dtype (NumPy makes float64 of int64 +
+    float32), two floats the wider one. Tensors of one dtype (nearly every call) pass straight through."""
+    def promoted(self, a, b):
         ta, tb = type(a), type(b)
         if ta is Tensor and tb is Tensor:
             if a.data.dtype is not b.data.dtype:  # builtin dtypes are singletons
-                a, b = _to_common(a, b, compute_dtype)
+                a, b = _to_common(a, b, self.dtype)
         elif (ta is Tensor and tb is float and a.data.dtype.kind != "f") or (
                 tb is Tensor and ta is float and b.data.dtype.kind != "f"):
-            a, b = _to_common(a, b, compute_dtype)
+            a, b = _to_common(a, b, self.dtype)
         return op(a, b)
     promoted.__name__ = promoted.__qualname__ = op.__name__
     promoted.__doc__ = op.__doc__
@@ -55,18 +55,6 @@ def _to_common(a, b, compute_dtype: str):
     return tuple(ad.cast(x, target) if type(x) is Tensor and x.data.dtype.name != target else x for x in (a, b))
 
 
-def _promoting_where(compute_dtype: str) -> Callable:
-    """``where(cond, a, b)`` with a and b promoted as ``_promoting`` does."""
-    common = _promoting(lambda a, b: (a, b), compute_dtype)
-
-    def where(cond, a, b):
-        if type(a) is Tensor or type(b) is Tensor:
-            a, b = common(a, b)
-        return ad.where(cond, a, b)
-    where.__doc__ = ad.where.__doc__
-    return where
-
-
 class NumpyBackend(Backend):
     """NumPy + reverse-mode tape. Tensors are ``unidl_numpy.autodiff.Tensor``; CPU only."""
 
@@ -77,11 +65,6 @@ class NumpyBackend(Backend):
         if device not in (None, "cpu"):
             raise BackendError(f"backend 'numpy' runs on 'cpu' only, not device={device!r}")
         super().__init__(dtype=dtype, device=device)
-        # Keras's promotion for int and float operands meeting (see _promoting): bound per instance,
-        # as it needs the compute dtype.
-        for name in ("add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "matmul"):
-            setattr(self, name, _promoting(getattr(ad, name), dtype))
-        self.where = _promoting_where(dtype)
 
     # ------------------------------------------------------------------ info
     def framework_version(self) -> str:
@@ -114,20 +97,26 @@ class NumpyBackend(Backend):
 
     # --------------------------------------- primitives: one rule each, in autodiff
     cast = staticmethod(ad.cast)
-    add = staticmethod(ad.add)
-    subtract = staticmethod(ad.subtract)
-    multiply = staticmethod(ad.multiply)
-    divide = staticmethod(ad.divide)
-    power = staticmethod(ad.power)
-    maximum = staticmethod(ad.maximum)
-    minimum = staticmethod(ad.minimum)
+    add = _promoting(ad.add)
+    subtract = _promoting(ad.subtract)
+    multiply = _promoting(ad.multiply)
+    divide = _promoting(ad.divide)
+    power = _promoting(ad.power)
+    maximum = _promoting(ad.maximum)
+    minimum = _promoting(ad.minimum)
     equal = staticmethod(ad.equal)
     not_equal = staticmethod(ad.not_equal)
     greater = staticmethod(ad.greater)
     greater_equal = staticmethod(ad.greater_equal)
     less = staticmethod(ad.less)
     less_equal = staticmethod(ad.less_equal)
-    where = staticmethod(ad.where)
+
+    def where(self, cond, a, b):
+        if type(a) is Tensor or type(b) is Tensor:  # a and b promoted as _promoting does
+            a, b = self._common(a, b)
+        return ad.where(cond, a, b)
+
+    _common = _promoting(lambda a, b: (a, b))
     negative = staticmethod(ad.negative)
     abs = staticmethod(ad.abs)
     sign = staticmethod(ad.sign)
@@ -151,7 +140,7 @@ class NumpyBackend(Backend):
     take = staticmethod(ad.take)
     unstack = staticmethod(ad.unstack)
     take_along_axis = staticmethod(ad.take_along_axis)
-    matmul = staticmethod(ad.matmul)
+    matmul = _promoting(ad.matmul)
     stop_gradient = staticmethod(ad.stop_gradient)
     # optional ops, and derived ones NumPy does natively
     sin = staticmethod(ad.sin)
