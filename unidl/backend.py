@@ -208,6 +208,7 @@ COMPOSITES: tuple[str, ...] = (
     "zeros_like", "ones_like", "full", "full_like", "arange", "linspace", "eye",
     # losses and normalization on tensors (keras.ops semantics: no reduction over the batch)
     "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "normalize",
+    "dot_product_attention", "log2", "log10",
 )
 
 DTYPES = ("float32", "float64", "int32", "int64", "bool")
@@ -1327,6 +1328,43 @@ class Backend:
             inverse = self.rsqrt(self.sum(self.square(x), axis=axis, keepdims=True))
             return self.multiply(x, self.minimum(inverse, 1.0 / eps))
         return self.divide(x, self.maximum(self.norm(x, ord=order, axis=axis, keepdims=True), eps))
+
+    def dot_product_attention(self, query, key, value, bias=None, mask=None, scale=None, is_causal: bool = False,
+                              flash_attention=None, attn_logits_soft_cap=None):
+        """softmax(scale * q k^T + bias, masked) v, as keras.ops.dot_product_attention.
+
+        query (B, T, N, H), key and value (B, S, N, H) -> (B, T, N, H); ``scale`` defaults to
+        1 / sqrt(H); ``mask`` (broadcast to (B, N, T, S), true = attend) and ``is_causal`` (query t
+        sees keys s <= t) give masked logits Keras's large negative value (-0.7 * 3.38953e38).
+        Flash attention and soft caps are not offered.
+        """
+        if flash_attention or attn_logits_soft_cap is not None:
+            raise ValueError("dot_product_attention: flash_attention and attn_logits_soft_cap are not supported")
+        if len(self.shape(query)) != 4:
+            raise ValueError(f"dot_product_attention: query, key and value must be 4-D (batch, length, heads, "
+                             f"depth), got query shape {tuple(self.shape(query))}")
+        depth = self.shape(key)[-1]
+        scale = 1.0 / math.sqrt(depth) if scale is None else float(scale)
+        logits = self.multiply(self.einsum("btnh,bsnh->bnts", query, key), scale)
+        if bias is not None:
+            logits = self.add(logits, self.cast(self._tensor(bias), self.dtype_of(logits)))
+        keep = None if mask is None else self._as_bool(self._tensor(mask))
+        if is_causal:
+            t, s = self.shape(logits)[2:]
+            causal = self.convert(np.tri(self._known(t, "dot_product_attention"),
+                                         self._known(s, "dot_product_attention"), dtype=bool))
+            keep = causal if keep is None else self.logical_and(keep, causal)
+        if keep is not None:
+            logits = self.where(keep, logits, -0.7 * 3.38953e38)
+        return self.einsum("bnts,bsnh->btnh", self.softmax(logits, axis=-1), value)
+
+    def log2(self, x):
+        """log(x) / log(2)."""
+        return self.multiply(self.log(x), 1.0 / math.log(2.0))
+
+    def log10(self, x):
+        """log(x) / log(10)."""
+        return self.multiply(self.log(x), 1.0 / math.log(10.0))
 
     # helpers of the composites
     def _known(self, size, op: str) -> int:

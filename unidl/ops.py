@@ -388,6 +388,11 @@ _generate("binary_crossentropy", "target, output, from_logits=False", "ff")
 _generate("categorical_crossentropy", "target, output, from_logits=False, axis=-1", "ff")
 _generate("sparse_categorical_crossentropy", "target, output, from_logits=False, axis=-1", "if")
 _generate("normalize", "x, axis=-1, order=2, epsilon=None", "f")
+_generate("dot_product_attention", "query, key, value, bias=None, mask=None, scale=None, is_causal=False, "
+          "flash_attention=None, attn_logits_soft_cap=None", "fff")
+_generate("log2", "x", "f")
+_generate("log10", "x", "f")
+_generate("ravel", "x", "x", call="x, (-1,)", method="reshape", doc="ravel(x)\n\nx flattened to one axis.")
 
 
 # ------------------------------------------------------------- hand-written ops
@@ -399,7 +404,9 @@ def convert(x, dtype: str | None = None):
 
     NumPy array, Python number or list, or tensor -> a tensor of the backend; floats take
     its compute dtype, integers int64, bools stay bool (``dtype`` overrides)."""
-    backend = current_backend()
+    backend = _get()
+    if backend is None:  # nothing bound: a weight of a compiled model stays on its backend
+        backend = x.backend if type(x) is Variable and x.backend is not None else _default()
     return backend.convert(_unwrap(x, backend), dtype=dtype)
 
 
@@ -473,6 +480,9 @@ def dtype(x) -> str:
         x = x.value
     if type(x) in _HOST or type(x) in _PYTHON:
         return np.asarray(x).dtype.name
+    backend = _get()
+    if backend is None and hasattr(x, "dtype"):  # nothing bound: any framework's tensor, as it is
+        return _dtype_name(x.dtype)
     return current_backend().dtype_of(x)
 
 
@@ -1003,7 +1013,8 @@ nn = _namespace("nn", (
     "relu", "relu6", "sigmoid", "softplus", "softsign", "silu", "swish", "log_sigmoid", "leaky_relu",
     "hard_sigmoid", "elu", "selu", "gelu", "softmax", "log_softmax", "one_hot", "conv", "depthwise_conv",
     "separable_conv", "conv_transpose", "max_pool", "average_pool", "binary_crossentropy",
-    "categorical_crossentropy", "sparse_categorical_crossentropy", "moments", "normalize"),
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "moments", "normalize",
+    "dot_product_attention"),
     "keras.ops.nn's ops that unidl has (the same functions as unidl.ops.X).")
 
 image = _namespace("image", ("resize",), "keras.ops.image's ops that unidl has.")

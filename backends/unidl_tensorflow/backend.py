@@ -92,7 +92,7 @@ class TensorFlowBackend(Backend):
         import tensorflow as tf
         self.tf = tf
         self._float = tf.as_dtype(self.dtype)
-        self._tf_dtypes = {d: tf.as_dtype(d) for d in (*DTYPES, *HALF_DTYPES)}
+        self._tf_dtypes = {d: tf.as_dtype(d) for d in (*DTYPES, *HALF_DTYPES, "uint8", "int8", "int16")}
         self._gpus = tf.config.list_physical_devices("GPU")
         if self._gpus:  # process-wide in TensorFlow, as in torch: the backend built last decides
             tf.config.experimental.enable_tensor_float_32_execution(bool(self.options["tf32"]))
@@ -339,7 +339,8 @@ class TensorFlowBackend(Backend):
         try:
             return self._tf_dtypes[dtype]
         except KeyError:
-            raise BackendError(f"backend 'tensorflow': unknown dtype {dtype!r}; use one of {list(DTYPES)}") from None
+            raise BackendError(f"backend 'tensorflow': unknown dtype {dtype!r}; use one of "
+                               f"{sorted(self._tf_dtypes)}") from None
 
     def _numpy_target(self, dtype: np.dtype) -> np.dtype:
         kind = dtype.kind

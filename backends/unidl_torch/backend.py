@@ -44,6 +44,13 @@ def _symmetric(pads, limit: Sequence[int] | None = None) -> tuple[int, int] | No
     return t, l
 
 
+class _DtypeTable(dict):
+    """unidl dtype name -> torch dtype; an unknown name is a BackendError listing the known ones."""
+
+    def __missing__(self, name):
+        raise BackendError(f"backend 'torch': unknown dtype {name!r}; use one of {sorted(self)}")
+
+
 def _positive_strides(array, dtype) -> np.ndarray:
     """``array`` in ``dtype``, copied when it is a view with negative strides (x[::-1]), which torch refuses."""
     array = np.asarray(array, dtype=dtype)
@@ -87,9 +94,10 @@ class TorchBackend(Backend):
             # steps, and x86 arithmetic on them is so slow that a whole step took 2x longer.
             torch.set_flush_denormal(True)
         self.device = str(self._device)
-        self._dtypes = {"float32": torch.float32, "float64": torch.float64,
-                        "bfloat16": torch.bfloat16, "float16": torch.float16,
-                        "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
+        self._dtypes = _DtypeTable({"float32": torch.float32, "float64": torch.float64,
+                                    "bfloat16": torch.bfloat16, "float16": torch.float16,
+                                    "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
+                                    "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16})
         self._float = self._dtypes[dtype]
 
         # Exact contract semantics already; torch.add/sub/mul/div/pow take a

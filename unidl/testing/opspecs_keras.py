@@ -370,6 +370,29 @@ def _normalize(x, axis=-1, order=2, epsilon=None):
     return x / np.maximum(np.linalg.norm(x, ord=order, axis=axis, keepdims=True), eps)
 
 
+def _attention(q, k, v, bias=None, mask=None, scale=None, is_causal=False):
+    logits = np.einsum("btnh,bsnh->bnts", q, k) * (1.0 / math.sqrt(k.shape[-1]) if scale is None else scale)
+    if bias is not None:
+        logits = logits + bias
+    keep = np.ones(logits.shape, dtype=bool)
+    if mask is not None:
+        keep &= mask.astype(bool)
+    if is_causal:
+        keep &= np.tri(logits.shape[2], logits.shape[3], dtype=bool)
+    logits = np.where(keep, logits, -0.7 * 3.38953e38)
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return np.einsum("bnts,bsnh->btnh", e / e.sum(axis=-1, keepdims=True), v)
+
+
+_spec("dot_product_attention", _attention,
+      case("plain", F(2, 3, 2, 4, low=-1, high=1), F(2, 5, 2, 4, low=-1, high=1), F(2, 5, 2, 4, low=-1, high=1)),
+      case("mask_bias", F(1, 3, 2, 4, low=-1, high=1), F(1, 4, 2, 4, low=-1, high=1), F(1, 4, 2, 4, low=-1, high=1),
+           F(1, 1, 3, 4, low=-1, high=1), V([[[[True, False, True, True]]]], dtype="bool")),   # bias, mask
+      case("causal_scale", F(2, 4, 1, 3, low=-1, high=1), F(2, 4, 1, 3, low=-1, high=1),
+           F(2, 4, 1, 3, low=-1, high=1), is_causal=True, scale=0.5))
+_spec("log2", np.log2, case("basic", F(3, 4, low=0.1, high=4.0)))
+_spec("log10", np.log10, case("basic", F(3, 4, low=0.1, high=4.0)))
+
 _spec("normalize", _normalize, case("l2", F(3, 4)), case("axis0", F(3, 4), axis=0),
       case("l1", F(3, 4, avoid=(0.0,)), order=1))
 

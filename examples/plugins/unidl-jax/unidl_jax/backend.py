@@ -58,7 +58,7 @@ class JaxBackend(ImmutableArrays, Backend):
         self._device = self._resolve_device(device)
         self.device = f"{self._device.platform}:{self._device.id}"
         self._dtypes = {d: jnp.dtype(d) for d in ("float32", "float64", "int32", "int64", "bool",
-                                                  "bfloat16", "float16")}
+                                                  "bfloat16", "float16", "uint8", "int8", "int16")}
         self._precision = lax.Precision.HIGHEST
 
         # jax.numpy already has the contract's semantics for these (NumPy broadcasting,
