@@ -115,10 +115,6 @@ def _unwrap(x, backend: Backend | None = None):
     return x.value
 
 
-def _is_host(x) -> bool:
-    return type(x) in _HOST and type(x) is not Variable
-
-
 def _targets(backend: Backend, roles: str, values: list) -> tuple[str, str, str]:
     """(result kind, float dtype, int dtype) of the value operands: Keras's promotion, with host
     arrays following the tensors' widths and Python numbers weak."""
@@ -146,22 +142,23 @@ def _targets(backend: Backend, roles: str, values: list) -> tuple[str, str, str]
 
 def _host(backend: Backend, roles: str, operands: Sequence) -> tuple[Backend, list]:
     """Convert the operands that are not tensors of ``backend`` (the slow path of every op)."""
-    if _get() is None:  # nothing bound: weights of a model compiled elsewhere take the op to their backend
-        for x in operands:
-            if type(x) is Variable and x.backend is not None:
-                backend = x.backend
-                break
-    values = []
-    for x in operands:
+    values = list(operands)
+    arrays = False
+    for i, x in enumerate(values):
+        if type(x) is Variable:
+            if x.backend is not None and x.backend is not backend and _get() is None:
+                backend = x.backend  # nothing bound: the weights of a compiled model take the op to their backend
+            values[i] = x = _unwrap(x, backend)
+        if type(x) in _HOST:
+            arrays = True
+    if not arrays:  # only Variables (layer code, on every call): unwrapped, nothing else to do
+        return backend, values
+    for i, x in enumerate(values):
         t = type(x)
-        if t is Variable:
-            x = _unwrap(x, backend)
-            t = type(x)
         if t in _SCALAR_TYPES:
-            x = x.item()  # NumPy scalars are weak, like Python numbers
+            values[i] = x.item()  # NumPy scalars are weak, like Python numbers
         elif t is not np.ndarray and t in _HOST:
-            x = np.asarray(x)
-        values.append(x)
+            values[i] = np.asarray(x)
     kind, float_dtype, int_dtype = _targets(backend, roles, values)
     value_dtype = float_dtype if kind == "f" else int_dtype if kind in "iu" else "bool"
     # Python numbers stay Python numbers (weak) unless no operand is a tensor.
