@@ -46,7 +46,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import contextvars
-import inspect
 import linecache
 import sys
 import types
@@ -268,34 +267,59 @@ def _docstring(name: str, params: str, method: str) -> str:
     return f"{name}({params})\n\n{contract}"
 
 
+_GENERATED: list[tuple[str, str, str]] = []  # (name, source, docstring) until _define_generated runs
+
+
+def _parameter_names(params: str) -> list[str]:
+    """The names in a parameter list such as "x, strides=(1, 1), padding='valid'" (commas at depth 0 split)."""
+    names, depth, start = [], 0, 0
+    for i, c in enumerate(params + ","):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            part = params[start:i].strip()
+            if part:
+                names.append(part.split("=")[0].strip())
+            start = i + 1
+    return names
+
+
 def _generate(name: str, params: str, roles: str = "x", call: str | None = None, method: str | None = None,
               doc: str | None = None) -> None:
-    """Define op ``name(params)`` forwarding to ``backend.method(call)``.
+    """Queue op ``name(params)`` forwarding to ``backend.method(call)`` (defined by ``_define_generated``).
 
     The first ``len(roles)`` parameters are the operands; ``call`` defaults to the operands
     positionally and every other parameter as a keyword of the same name.
     """
     method = method or name
-    probe: dict = {}
-    exec(f"def probe({params}): pass", probe)  # noqa: S102 - parses our own signature strings
-    names = list(inspect.signature(probe["probe"]).parameters)
+    names = _parameter_names(params)
     operands, options = names[:len(roles)], names[len(roles):]
     if call is None:
-        call = ", ".join([*operands, *(f"{o}={o}" for o in options if not o.startswith("*"))])
+        call = ", ".join([*operands, *(f"{o}={o}" for o in options)])
     if operands:
         source = _TEMPLATE.format(name=name, params=params, roles=roles, method=method, call=call,
                                   operands=", ".join(operands),
                                   host_check=" or ".join(f"type({o}) in _HOST" for o in operands))
     else:
         source = _TEMPLATE_NO_OPERANDS.format(name=name, params=params, method=method, call=call)
-    filename = f"<unidl.ops.{name}>"
+    _GENERATED.append((name, source, doc or _docstring(name, params, method)))
+
+
+def _define_generated() -> None:
+    """Compile every queued op at once (one compile: importing unidl stays fast)."""
+    source = "\n\n".join(src for _, src, _ in _GENERATED)
+    filename = "<unidl.ops generated>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # readable tracebacks
     namespace = {"_get": _get, "_default": _default, "_HOST": _HOST, "_host": _host, "_promoted": _promoted}
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own template, no user input
-    op = namespace[name]
-    op.__module__ = __name__
-    op.__doc__ = doc or _docstring(name, params, method)
-    globals()[name] = op
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own templates, no user input
+    for name, _, doc in _GENERATED:
+        op = namespace[name]
+        op.__module__ = __name__
+        op.__doc__ = doc
+        globals()[name] = op
+    _GENERATED.clear()
 
 
 # conversion and introspection (convert, to_numpy, shape, cast, dtype: hand-written below)
@@ -390,6 +414,8 @@ _generate("dot_product_attention", "query, key, value, bias=None, mask=None, sca
 _generate("log2", "x", "f")
 _generate("log10", "x", "f")
 _generate("ravel", "x", "x", call="x, (-1,)", method="reshape", doc="ravel(x)\n\nx flattened to one axis.")
+
+_define_generated()
 
 
 # ------------------------------------------------------------- hand-written ops
