@@ -35,11 +35,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import math
+import re
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import geometry
+from . import config, geometry
 
 Tensor = Any  # the backend's own tensor type
 Axis = "int | tuple[int, ...] | None"
@@ -143,10 +145,70 @@ DERIVED: dict[str, str] = {
     "avg_pool2d": NN_PRIMITIVES["avg_pool2d"],
 }
 
-# Ops the dispatching module ``unidl.ops`` exposes beyond the two tables above.
+DERIVED.update({
+    # elementwise, unary (rounding: zero gradient, integer tensors come back unchanged)
+    "tan": "tan(x) = sin(x) / cos(x)",
+    "ceil": "ceil(x): the smallest integer >= x, in x's dtype; zero gradient",
+    "round": "round(x): the nearest integer, halves to even (as numpy.round), in x's dtype; zero gradient",
+    # elementwise, broadcasting
+    "floor_divide": "floor_divide(a, b) = floor(a / b); integers stay integers; zero gradient",
+    "mod": "mod(a, b) = a - floor_divide(a, b) * b: the remainder with the sign of b (numpy.mod)",
+    "logical_and": "logical_and(a, b) -> bool; nonzero operands count as true",
+    "logical_or": "logical_or(a, b) -> bool; nonzero operands count as true",
+    "logical_not": "logical_not(x) -> bool: true where x is zero (or false)",
+    # reductions and scans
+    "prod": ("prod(x, axis=None, keepdims=False): product; its gradient is the product of the other "
+             "elements, exact where some are zero"),
+    "cumsum": "cumsum(x, axis): running sum along one axis (an int)",
+    "argmin": "argmin(x, axis=-1) -> int64; the first index wins a tie; no gradient",
+    "all": "all(x, axis=None, keepdims=False) -> bool: every element nonzero (true for an empty axis)",
+    "any": "any(x, axis=None, keepdims=False) -> bool: some element nonzero (false for an empty axis)",
+    # sorting (over argsort)
+    "sort": "sort(x, axis=-1): ascending; the gradient goes back through the sorting permutation",
+    "top_k": ("top_k(x, k, sorted=True) -> (values, int64 indices): the k largest along the last axis, largest "
+              "first, a tie going to the lower index (sorted=False may return them in any order)"),
+    # shape and linear algebra
+    "stack": "stack(xs, axis=0): join tensors of one shape along a new axis",
+    "einsum": ("einsum(subscripts, *operands): Einstein summation as numpy.einsum: explicit ('ij,jk->ik') or "
+               "implicit output, '...' allowed; an index repeated within one operand (a trace) is not"),
+})
+
+# name -> one-line contract: ops with no default written over the primitives (none can be
+# written with the right gradient from them). A backend should implement them; one it lacks
+# raises BackendError naming the backend and the op when called, never a silent detour
+# through host NumPy that would break gradients or tracing. The derived ops over them
+# (tan, ceil, round, floor_divide, mod, sort, top_k) then raise the same error.
+OPTIONAL: dict[str, str] = {
+    "sin": "sin(x)",
+    "cos": "cos(x)",
+    "floor": "floor(x): the largest integer <= x, in x's dtype; zero gradient",
+    "argsort": ("argsort(x, axis=-1) -> int64: the indices that sort x ascending along axis; stable "
+                "(equal elements keep their order); no gradient"),
+}
+
+# Ops the dispatching module ``unidl.ops`` exposes beyond the tables above: helpers written
+# once in ``Backend`` over the ops above (documented on each method), which a backend may
+# override with a native kernel (the kit checks an override against the same reference).
 COMPOSITES: tuple[str, ...] = (
     "square", "expand_dims", "squeeze", "softmax", "log_softmax", "logsumexp",
     "softplus", "one_hot", "zeros", "ones", "size", "unstack",
+    # conversion and introspection
+    "dtype_of",
+    # elementwise
+    "rsqrt", "logical_xor", "isnan", "isinf", "isfinite",
+    # activations (keras.ops names and defaults)
+    "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "softsign", "hard_sigmoid", "log_sigmoid",
+    # reductions and statistics
+    "var", "std", "count_nonzero", "norm", "moments",
+    # shape and indexing
+    "tile", "repeat", "flip", "roll", "broadcast_to", "split", "swapaxes", "moveaxis", "tril", "triu", "slice",
+    # linear algebra
+    "tensordot", "dot", "outer",
+    # creation
+    "zeros_like", "ones_like", "full", "full_like", "arange", "linspace", "eye",
+    # losses and normalization on tensors (keras.ops semantics: no reduction over the batch)
+    "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "normalize",
+    "dot_product_attention", "log2", "log10",
 )
 
 DTYPES = ("float32", "float64", "int32", "int64", "bool")
@@ -230,6 +292,79 @@ def _normalize_axis(axis, ndim: int):
     if isinstance(axis, (int, np.integer)):
         axis = (axis,)
     return tuple(int(a) % ndim if ndim else int(a) for a in axis)
+
+
+def _dtype_name(dtype) -> str:
+    """A framework's dtype object as unidl's string: "float32", "int64", "bool"..."""
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None)
+    if not isinstance(name, str):
+        name = str(dtype)
+    return name.rsplit(".", 1)[-1]  # "torch.float32" -> "float32"
+
+
+def _dtype_kind(name: str) -> str:
+    """NumPy's kind letter of a dtype name: "f" (float, bfloat16 too), "i", "u", "b" or "c"."""
+    if name == "bool":
+        return "b"
+    if name.startswith("uint"):
+        return "u"
+    if name.startswith("int"):
+        return "i"
+    if name.startswith("complex"):
+        return "c"
+    return "f" if "float" in name else "?"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _epsilon() -> float:
+    return config.epsilon()
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_EINSUM_LABELS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _parse_einsum(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
+    """Each operand's labels (``...`` spelled out as letters of its own) and the output's."""
+    spec = subscripts.replace(" ", "")
+    lhs, arrow, rhs = spec.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ndims):
+        raise ValueError(f"einsum: {subscripts!r} names {len(terms)} operands, got {len(ndims)}")
+    if not re.fullmatch(r"[A-Za-z.,]*", lhs) or (arrow and not re.fullmatch(r"[A-Za-z.]*", rhs)):
+        raise ValueError(f"einsum: subscripts {subscripts!r} may hold letters, ',', '->' and '...' only")
+    spare = [c for c in _EINSUM_LABELS if c not in spec]
+    widest = 0
+    for term, ndim in zip(terms, ndims):
+        if term.count("...") > 1 or term.replace("...", "").count("."):
+            raise ValueError(f"einsum: malformed term {term!r}")
+        extra = ndim - len(term.replace("...", ""))
+        if extra < 0 or (extra and "..." not in term):
+            raise ValueError(f"einsum: term {term!r} does not match an operand of {ndim} dimensions")
+        widest = max(widest, extra)
+    # Broadcast dimensions align from the right, so the last ones share letters across operands.
+    ellipsis = "".join(spare[:widest])
+    inputs = [term.replace("...", ellipsis[widest - (ndim - len(term.replace("...", ""))):])
+              for term, ndim in zip(terms, ndims)]
+    for labels in inputs:
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"einsum: an index repeated within one operand ({subscripts!r}: a trace or a "
+                             "diagonal) is not supported")
+    if arrow:
+        output = rhs.replace("...", ellipsis)
+    else:  # implicit: broadcast dimensions, then the labels seen once, in alphabetical order
+        counts = {}
+        for labels in terms:
+            for c in labels.replace("...", ""):
+                counts[c] = counts.get(c, 0) + 1
+        output = ellipsis + "".join(sorted(c for c, n in counts.items() if n == 1))
+    if len(set(output)) != len(output):
+        raise ValueError(f"einsum: the output of {subscripts!r} repeats an index")
+    return inputs, output
 
 
 def _window_counts(size, window, strides, pads) -> np.ndarray:
@@ -462,6 +597,10 @@ class Backend:
         # Only reached for names the subclass did not define.
         if op in PRIMITIVES:
             raise self._missing(op)
+        if op in OPTIONAL:
+            raise BackendError(f"backend {self.name!r} does not implement {op!r}, an optional op "
+                               f"({OPTIONAL[op]}) that unidl cannot build from its primitives; its derived ops "
+                               "(see unidl.backend.OPTIONAL) need it too")
         raise AttributeError(f"{type(self).__name__!s} has no attribute {op!r}")
 
     # ---------------------------------------------------------- derived ops
@@ -538,6 +677,184 @@ class Backend:
     def min(self, x, axis=None, keepdims: bool = False):
         # Negation is exact and keeps max's even split of the gradient between ties.
         return self.negative(self.max(self.negative(x), axis=axis, keepdims=keepdims))
+
+    # The ops DERIVED gained for Keras's op set. Rounding ops take integer tensors through
+    # unchanged; floats are rounded with floor (an optional op) and carry no gradient.
+
+    def tan(self, x):
+        return self.divide(self.sin(x), self.cos(x))
+
+    def ceil(self, x):
+        if self._integral(x):
+            return x
+        return self.negative(self.floor(self.negative(x)))
+
+    def round(self, x):  # noqa: A003 - the op's name in the contract
+        if self._integral(x):
+            return x
+        # floor(x) + 1 where the fraction is over 1/2, or exactly 1/2 with floor(x) odd (halves to even).
+        low = self.floor(x)
+        fraction = self.subtract(x, low)
+        odd = self.equal(self.subtract(low, self.multiply(self.floor(self.multiply(low, 0.5)), 2.0)), 1.0)
+        up = self.logical_or(self.greater(fraction, 0.5), self.logical_and(self.equal(fraction, 0.5), odd))
+        return self.stop_gradient(self.where(up, self.add(low, 1.0), low))
+
+    def floor_divide(self, a, b):
+        quotient = self.stop_gradient(self.floor(self.divide(a, b)))
+        if self._integral(a) and self._integral(b):
+            # Through true division: exact while the quotient fits the float's mantissa (2**24
+            # in float32); the built-in backends have native integer kernels.
+            return self.cast(quotient, "int64")
+        return quotient
+
+    def mod(self, a, b):
+        return self.subtract(a, self.multiply(self.floor_divide(a, b), b))
+
+    def _as_bool(self, x):
+        if type(x) in (bool, int, float):
+            return self.convert(np.asarray(bool(x)))
+        if self.dtype_of(x) == "bool":
+            return x
+        return self.not_equal(x, 0)
+
+    def logical_and(self, a, b):
+        return self.where(self._as_bool(a), self._as_bool(b), self.convert(np.asarray(False)))
+
+    def logical_or(self, a, b):
+        return self.where(self._as_bool(a), self.convert(np.asarray(True)), self._as_bool(b))
+
+    def logical_not(self, x):
+        return self.equal(self._as_bool(x), False)
+
+    def prod(self, x, axis=None, keepdims: bool = False):
+        shape = tuple(self.shape(x))
+        axes = _normalize_axis(axis, len(shape))
+        if not axes:
+            return x
+        kept = [a for a in range(len(shape)) if a not in axes]
+        sizes = [shape[a] for a in axes]
+        if None in sizes:
+            raise BackendError(f"backend {self.name!r}: prod over an axis of unknown size (the batch axis inside "
+                               "a compiled step) needs a native prod")
+        n = int(np.prod(sizes, dtype=np.int64))
+        flat = self.reshape(self.transpose(x, (*kept, *axes)), _reshape_target([shape[a] for a in kept] + [n]))
+        if n == 0:
+            flat, n = self.pad(flat, [(0, 0)] * len(kept) + [(0, 1)], value=1), 1
+        # Multiply the two halves until one column is left: log2(n) products, each exact, so the
+        # gradient of every element is the product of the others (zeros included).
+        while n > 1:
+            if n % 2:
+                flat, n = self.pad(flat, [(0, 0)] * len(kept) + [(0, 1)], value=1), n + 1
+            half = n // 2
+            flat = self.multiply(self.take(flat, self._index(np.arange(half)), axis=-1),
+                                 self.take(flat, self._index(np.arange(half, n)), axis=-1))
+            n = half
+        out = self.reshape(flat, _reshape_target([shape[a] for a in kept]))
+        if keepdims:
+            out = self.reshape(out, _reshape_target([1 if i in axes else d for i, d in enumerate(shape)]))
+        return out
+
+    def cumsum(self, x, axis: int = -1):
+        shape = self.shape(x)
+        axis = int(axis) % len(shape)
+        n, step = shape[axis], 1
+        keep_first = self._index(np.arange(n))
+        # Hillis-Steele scan: add a copy shifted by 1, 2, 4... cells: log2(n) additions.
+        while step < n:
+            widths = [(0, 0)] * len(shape)
+            widths[axis] = (step, 0)
+            shifted = self.take(self.pad(x, widths, value=0), keep_first, axis=axis)
+            x = self.add(x, shifted)
+            step *= 2
+        return x
+
+    def argmin(self, x, axis: int | None = -1):
+        if self.dtype_of(x) == "bool":
+            x = self.cast(x, "int64")
+        return self.argmax(self.negative(x), axis=axis)  # the first maximum of -x is the first minimum
+
+    def all(self, x, axis=None, keepdims: bool = False):  # noqa: A003
+        failing = self.cast(self.logical_not(x), "int64")
+        return self.equal(self.sum(failing, axis=axis, keepdims=keepdims), 0)
+
+    def any(self, x, axis=None, keepdims: bool = False):  # noqa: A003
+        passing = self.cast(self._as_bool(x), "int64")
+        return self.greater(self.sum(passing, axis=axis, keepdims=keepdims), 0)
+
+    def sort(self, x, axis: int = -1):
+        return self.take_along_axis(x, self.argsort(x, axis=axis), axis=axis)
+
+    def top_k(self, x, k: int, sorted: bool = True):  # noqa: A002 - Keras's argument name
+        k = int(k)
+        n = self.shape(x)[-1]
+        if not 0 <= k <= n:
+            raise ValueError(f"top_k: k={k} is outside [0, {n}] (the size of the last axis)")
+        if self.dtype_of(x) == "bool":
+            x = self.cast(x, "int64")
+        order = self.argsort(self.negative(x), axis=-1)
+        indices = self.take(order, self._index(np.arange(k)), axis=-1)  # stable: lower index first on ties
+        return self.take_along_axis(x, indices, axis=-1), indices
+
+    def stack(self, xs, axis: int = 0):
+        xs = list(xs)
+        if not xs:
+            raise ValueError("stack: needs at least one tensor")
+        return self.concatenate([self.expand_dims(x, axis) for x in xs], axis=axis)
+
+    def einsum(self, subscripts: str, *operands):
+        inputs, output = _parse_einsum(subscripts, [len(self.shape(x)) for x in operands])
+        x, labels = operands[0], inputs[0]
+        for i in range(1, len(operands)):
+            later = set("".join(inputs[i + 1:]) + output)
+            x, labels = self._einsum_pair(x, labels, operands[i], inputs[i], later)
+        return self._einsum_reduce(x, labels, output)
+
+    def _einsum_reduce(self, x, labels: str, keep: str):
+        """Sum the labels of x not in ``keep`` and order the rest as in ``keep``."""
+        summed = tuple(i for i, c in enumerate(labels) if c not in keep)
+        if summed:
+            x = self.sum(x, axis=summed)
+            labels = "".join(c for c in labels if c in keep)
+        missing = set(keep) - set(labels)
+        if missing:
+            raise ValueError(f"einsum: output labels {sorted(missing)} appear in no operand")
+        if labels != keep:
+            x = self.transpose(x, tuple(labels.index(c) for c in keep))
+        return x
+
+    def _einsum_pair(self, x, xs: str, y, ys: str, later: set):
+        """x (labels xs) times y (labels ys), keeping the labels in ``later``: one matmul."""
+        x = self._einsum_reduce(x, xs, "".join(c for c in xs if c in ys or c in later))
+        xs = "".join(c for c in xs if c in ys or c in later)
+        y = self._einsum_reduce(y, ys, "".join(c for c in ys if c in xs or c in later))
+        ys = "".join(c for c in ys if c in xs or c in later)
+        batch = [c for c in xs if c in ys and c in later]
+        summed = [c for c in xs if c in ys and c not in later]
+        left = [c for c in xs if c not in ys]
+        right = [c for c in ys if c not in xs]
+        xshape, yshape = dict(zip(xs, self.shape(x))), dict(zip(ys, self.shape(y)))
+
+        def size(shape, labels):
+            sizes = [shape[c] for c in labels]
+            return -1 if None in sizes else int(np.prod(sizes, dtype=np.int64))
+
+        # x -> (batch..., L, S), y -> (batch..., S, R): batch axes stay separate, so they broadcast.
+        a = self.transpose(x, tuple(xs.index(c) for c in batch + left + summed))
+        a = self.reshape(a, _reshape_target([xshape[c] for c in batch] + [size(xshape, left), size(xshape, summed)]))
+        b = self.transpose(y, tuple(ys.index(c) for c in batch + summed + right))
+        b = self.reshape(b, _reshape_target([yshape[c] for c in batch] + [size(yshape, summed), size(yshape, right)]))
+        out = self.matmul(a, b)
+        out_batch = [d for d in self.shape(out)[:len(batch)]]
+        out = self.reshape(out, _reshape_target(out_batch + [xshape[c] for c in left] + [yshape[c] for c in right]))
+        return out, "".join(batch + left + right)
+
+    def _integral(self, x) -> bool:
+        """Whether x is an integer or bool tensor (or Python int)."""
+        if type(x) is int or type(x) is bool:
+            return True
+        if type(x) is float:
+            return False
+        return _dtype_kind(self.dtype_of(x)) in "iub"
 
     def conv2d_transpose(self, x, kernel, strides=(1, 1), padding="valid", dilation=(1, 1)):
         op = "conv2d_transpose"
@@ -685,6 +1002,477 @@ class Backend:
         """Ones of ``shape`` in ``dtype`` (default: the compute dtype)."""
         return self.convert(np.ones(shape), dtype=dtype or self.dtype)
 
+    # ------------------------------------------- composites: keras.ops's numpy-like set
+    # Signatures and defaults are keras.ops's (unidl.ops adapts the few it words differently).
+
+    def dtype_of(self, x) -> str:
+        """The dtype of tensor ``x`` as a string ("float32", "int64", "bool"...), as keras.ops.dtype."""
+        return _dtype_name(x.dtype)
+
+    def rsqrt(self, x):
+        """1 / sqrt(x)."""
+        return self.divide(1.0, self.sqrt(x))
+
+    def logical_xor(self, a, b):
+        """a xor b -> bool; nonzero operands count as true."""
+        return self.not_equal(self._as_bool(a), self._as_bool(b))
+
+    def isnan(self, x):
+        """x is NaN -> bool."""
+        return self.not_equal(x, x)
+
+    def isinf(self, x):
+        """x is +inf or -inf -> bool."""
+        return self.equal(self.abs(x), np.inf)
+
+    def isfinite(self, x):
+        """x is neither NaN nor infinite -> bool."""
+        return self.less(self.abs(x), np.inf)  # NaN < inf is false
+
+    # activations, with keras.ops's defaults and the gradients TensorFlow gives at the kinks
+    def relu6(self, x):
+        """min(max(x, 0), 6); gradient 1 on the open interval (0, 6), 0 at both kinks."""
+        return self.where(self.less_equal(x, 0.0), 0.0, self.where(self.greater_equal(x, 6.0), 6.0, x))
+
+    def leaky_relu(self, x, negative_slope: float = 0.2):
+        """x for x > 0, else negative_slope * x (gradient negative_slope at 0)."""
+        return self.where(self.greater(x, 0.0), x, self.multiply(x, float(negative_slope)))
+
+    def elu(self, x, alpha: float = 1.0):
+        """x for x > 0, else alpha * (exp(x) - 1) (gradient alpha at 0)."""
+        # exp of min(x, 0): the branch not taken never overflows, so its zero gradient stays finite.
+        negative = self.multiply(self.subtract(self.exp(self.minimum(x, 0.0)), 1.0), float(alpha))
+        return self.where(self.greater(x, 0.0), x, negative)
+
+    def selu(self, x):
+        """scale * elu(x, alpha) with Keras's constants (alpha 1.67326..., scale 1.05070...)."""
+        return self.multiply(self.elu(x, _SELU_ALPHA), _SELU_SCALE)
+
+    def gelu(self, x, approximate: bool = True):
+        """x * Phi(x); approximate=True (keras.ops's default) is the tanh form
+        0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), False the exact erf form."""
+        if approximate:
+            inner = self.multiply(self.add(x, self.multiply(self.multiply(self.square(x), x), 0.044715)),
+                                  math.sqrt(2.0 / math.pi))
+            return self.multiply(self.multiply(x, 0.5), self.add(self.tanh(inner), 1.0))
+        return self.multiply(self.multiply(x, 0.5), self.add(self.erf(self.multiply(x, 1.0 / math.sqrt(2.0))), 1.0))
+
+    def silu(self, x):
+        """x * sigmoid(x) (also called swish)."""
+        return self.multiply(x, self.sigmoid(x))
+
+    def softsign(self, x):
+        """x / (1 + |x|)."""
+        return self.divide(x, self.add(self.abs(x), 1.0))
+
+    def hard_sigmoid(self, x):
+        """relu6(x + 3) / 6, as keras.ops.hard_sigmoid."""
+        return self.divide(self.relu6(self.add(x, 3.0)), 6.0)
+
+    def log_sigmoid(self, x):
+        """log(sigmoid(x)) = -softplus(-x), stable for large |x|."""
+        return self.negative(self.softplus(self.negative(x)))
+
+    # reductions and statistics
+    def _floating(self, x):
+        return x if self.is_floating(x) else self.cast(x, self.dtype)
+
+    def var(self, x, axis=None, keepdims: bool = False):
+        """Population variance (divides by n), as keras.ops.var; integers give floats."""
+        x = self._floating(x)
+        centered = self.subtract(x, self.mean(x, axis=axis, keepdims=True))
+        return self.mean(self.square(centered), axis=axis, keepdims=keepdims)
+
+    def std(self, x, axis=None, keepdims: bool = False):
+        """sqrt(var(x)), the population standard deviation."""
+        return self.sqrt(self.var(x, axis=axis, keepdims=keepdims))
+
+    def count_nonzero(self, x, axis=None):
+        """How many elements are nonzero -> int64."""
+        return self.sum(self.cast(self._as_bool(x), "int64"), axis=axis)
+
+    def norm(self, x, ord=None, axis=None, keepdims: bool = False):  # noqa: A002 - numpy's name
+        """Vector or matrix norm, as numpy.linalg.norm / keras.ops.norm.
+
+        ``axis`` None flattens (the 2-norm) when ``ord`` is None, else takes vectors (1-D x)
+        or matrices (2-D x); an int gives vector norms (ord None/2, 1, inf, -inf, 0, any p),
+        a pair matrix norms (ord None/"fro", 1, -1, inf, -inf; 2, -2 and "nuc" need an SVD
+        and are refused).
+        """
+        x = self._floating(x)
+        ndim = len(self.shape(x))
+        if axis is None:
+            axes = tuple(range(ndim))
+            if ord is not None and ndim not in (1, 2):
+                raise ValueError(f"norm: ord={ord!r} with axis=None needs a 1-D or 2-D x, got {ndim} dimensions")
+        else:
+            axes = _normalize_axis(axis, ndim)
+        if ord is None or (ord == "fro" and len(axes) == 2) or (ord == 2 and len(axes) == 1):
+            out = self.sqrt(self.sum(self.square(x), axis=axes, keepdims=True))
+        elif len(axes) == 1:
+            magnitude = self.abs(x)
+            if ord == np.inf:
+                out = self.max(magnitude, axis=axes, keepdims=True)
+            elif ord == -np.inf:
+                out = self.min(magnitude, axis=axes, keepdims=True)
+            elif ord == 0:
+                out = self.cast(self.sum(self.cast(self.not_equal(x, 0.0), "int64"), axis=axes, keepdims=True),
+                                self.dtype_of(x))
+            elif ord == 1:
+                out = self.sum(magnitude, axis=axes, keepdims=True)
+            elif isinstance(ord, (int, float)):
+                out = self.power(self.sum(self.power(magnitude, float(ord)), axis=axes, keepdims=True), 1.0 / ord)
+            else:
+                raise ValueError(f"norm: invalid ord {ord!r} for a vector norm")
+        elif len(axes) == 2:
+            rows, cols = axes
+            if ord in (1, -1):   # max (min) over columns of the column sums
+                sums, reduce_axis = self.sum(self.abs(x), axis=rows, keepdims=True), cols
+            elif ord in (np.inf, -np.inf):  # over rows of the row sums
+                sums, reduce_axis = self.sum(self.abs(x), axis=cols, keepdims=True), rows
+            else:
+                raise ValueError(f"norm: ord={ord!r} is not supported for matrices (use None, 'fro', 1, -1, inf "
+                                 "or -inf; 2, -2 and 'nuc' need a singular value decomposition)")
+            extremum = self.max if ord in (1, np.inf) else self.min
+            out = extremum(sums, axis=reduce_axis, keepdims=True)
+        else:
+            raise ValueError(f"norm: axis must be None, an int or a pair of ints, got {axis!r}")
+        return out if keepdims else self.squeeze(out, axes)
+
+    def moments(self, x, axes, keepdims: bool = False, synchronized: bool = False):
+        """(mean, variance) over ``axes``, the variance the population one (as keras.ops.moments).
+
+        ``synchronized`` (across replicas) has no meaning for one backend and is accepted as Keras does.
+        """
+        x = self._floating(x)
+        mean = self.mean(x, axis=axes, keepdims=True)
+        variance = self.mean(self.square(self.subtract(x, mean)), axis=axes, keepdims=True)
+        if keepdims:
+            return mean, variance
+        axes = _normalize_axis(axes, len(self.shape(x)))
+        return self.squeeze(mean, axes), self.squeeze(variance, axes)
+
+    # shape and indexing: gathers with index arrays made on the host (shapes are known),
+    # so every dtype works and the gradient of each is take's
+    def tile(self, x, repeats):
+        """Repeat the whole of x ``repeats[i]`` times along axis i (as numpy.tile)."""
+        repeats = [int(r) for r in (repeats if isinstance(repeats, (tuple, list)) else (repeats,))]
+        shape = list(self.shape(x))
+        if len(repeats) > len(shape):  # new leading axes of size 1, as numpy
+            shape = [1] * (len(repeats) - len(shape)) + shape
+            x = self.reshape(x, _reshape_target(shape))
+        repeats = [1] * (len(shape) - len(repeats)) + repeats
+        for axis, (n, r) in enumerate(zip(shape, repeats)):
+            if r != 1:
+                x = self.take(x, self._index(np.tile(np.arange(self._known(n, "tile")), r)), axis=axis)
+        return x
+
+    def repeat(self, x, repeats, axis=None):
+        """Repeat each element (axis=None: of the flattened x) ``repeats`` times, or repeats[i] times the i-th."""
+        if axis is None:
+            x, axis = self.reshape(x, (-1,)), 0
+        n = self._known(self.shape(x)[axis], "repeat")
+        return self.take(x, self._index(np.repeat(np.arange(n), repeats)), axis=axis)
+
+    def flip(self, x, axis=None):
+        """Reverse the order of the elements along ``axis`` (None: every axis)."""
+        for a in _normalize_axis(axis, len(self.shape(x))):
+            x = self._reversed(x, a)
+        return x
+
+    def roll(self, x, shift, axis=None):
+        """Shift elements along ``axis`` cyclically (None: over the flattened x, then the shape back)."""
+        if axis is None:
+            shape = self.shape(x)
+            return self.reshape(self.roll(self.reshape(x, (-1,)), shift, axis=0), _reshape_target(shape))
+        shifts = shift if isinstance(shift, (tuple, list)) else (shift,) * (len(axis) if isinstance(axis, (tuple, list))
+                                                                            else 1)
+        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+        if len(shifts) != len(axes):
+            raise ValueError(f"roll: shift {shift!r} and axis {axis!r} must have the same length")
+        for s, a in zip(shifts, axes):
+            n = self._known(self.shape(x)[a], "roll")
+            x = self.take(x, self._index((np.arange(n) - int(s)) % n if n else np.arange(0)), axis=a)
+        return x
+
+    def broadcast_to(self, x, shape):
+        """x broadcast to ``shape`` (NumPy's rules)."""
+        shape = tuple(int(d) for d in shape)
+        have = list(self.shape(x))
+        if len(have) < len(shape):
+            have = [1] * (len(shape) - len(have)) + have
+            x = self.reshape(x, _reshape_target(have))
+        for axis, (n, want) in enumerate(zip(have, shape)):
+            if n == 1 and want != 1:
+                x = self.take(x, self._index(np.zeros(want, dtype=np.int64)), axis=axis)
+            elif n != want:
+                raise ValueError(f"broadcast_to: cannot broadcast shape {tuple(self.shape(x))} to {shape}")
+        return x
+
+    def split(self, x, indices_or_sections, axis: int = 0) -> list:
+        """Pieces of x along ``axis``: an int n gives n equal pieces, a list the cut positions (numpy.split)."""
+        n = self._known(self.shape(x)[axis], "split")
+        if isinstance(indices_or_sections, (int, np.integer)):
+            sections = int(indices_or_sections)
+            if sections <= 0 or n % sections:
+                raise ValueError(f"split: an axis of size {n} does not split into {sections} equal pieces")
+            cuts = list(range(0, n, n // sections))[1:] if sections > 1 else []
+        else:
+            cuts = [int(c) for c in indices_or_sections]
+        bounds = [0, *[min(max(c, 0), n) for c in cuts], n]
+        return [self.take(x, self._index(np.arange(a, max(a, b))), axis=axis) for a, b in zip(bounds, bounds[1:])]
+
+    def swapaxes(self, x, axis1: int, axis2: int):
+        """x with two axes exchanged."""
+        perm = list(range(len(self.shape(x))))
+        a, b = int(axis1) % len(perm), int(axis2) % len(perm)
+        perm[a], perm[b] = perm[b], perm[a]
+        return self.transpose(x, tuple(perm))
+
+    def moveaxis(self, x, source, destination):
+        """x with the axes ``source`` moved to the positions ``destination`` (numpy.moveaxis)."""
+        ndim = len(self.shape(x))
+        src = [int(a) % ndim for a in (source if isinstance(source, (tuple, list)) else (source,))]
+        dst = [int(a) % ndim for a in (destination if isinstance(destination, (tuple, list)) else (destination,))]
+        if len(src) != len(dst):
+            raise ValueError(f"moveaxis: source {source!r} and destination {destination!r} differ in length")
+        order = [a for a in range(ndim) if a not in src]
+        for d, s in sorted(zip(dst, src)):
+            order.insert(d, s)
+        return self.transpose(x, tuple(order))
+
+    def _band(self, x, k: int, lower: bool):
+        rows, cols = self.shape(x)[-2:]
+        mask = np.tri(self._known(rows, "tril"), self._known(cols, "tril"), int(k) if lower else int(k) - 1,
+                      dtype=bool)
+        return self.where(self.convert(mask if lower else ~mask), x, 0)
+
+    def tril(self, x, k: int = 0):
+        """x with the elements above the k-th diagonal (of the last two axes) set to 0."""
+        return self._band(x, k, lower=True)
+
+    def triu(self, x, k: int = 0):
+        """x with the elements below the k-th diagonal (of the last two axes) set to 0."""
+        return self._band(x, k, lower=False)
+
+    def slice(self, x, start_indices, shape):  # noqa: A003 - keras.ops's name
+        """The block of x starting at ``start_indices`` with extent ``shape`` (-1: to the end)."""
+        for axis, (start, size) in enumerate(zip(start_indices, shape)):
+            n = self.shape(x)[axis]
+            start = int(start)
+            stop = self._known(n, "slice") if int(size) == -1 else start + int(size)
+            if start != 0 or stop != n:
+                x = self.take(x, self._index(np.arange(start, stop)), axis=axis)
+        return x
+
+    # linear algebra over matmul
+    def tensordot(self, a, b, axes=2):
+        """Sum products over ``axes`` of a and b (an int n: a's last n with b's first n; or two lists)."""
+        na, nb = len(self.shape(a)), len(self.shape(b))
+        if isinstance(axes, (int, np.integer)):
+            axes_a, axes_b = list(range(na - int(axes), na)), list(range(int(axes)))
+        else:
+            axes_a, axes_b = ([int(i) for i in (s if isinstance(s, (tuple, list)) else (s,))] for s in axes)
+        axes_a, axes_b = [i % na for i in axes_a], [i % nb for i in axes_b]
+        free_a = [i for i in range(na) if i not in axes_a]
+        free_b = [i for i in range(nb) if i not in axes_b]
+        sa, sb = self.shape(a), self.shape(b)
+        summed = int(np.prod([sa[i] for i in axes_a], dtype=np.int64))
+        left = self.reshape(self.transpose(a, (*free_a, *axes_a)), (-1, summed))
+        right = self.reshape(self.transpose(b, (*axes_b, *free_b)), (summed, -1))
+        return self.reshape(self.matmul(left, right), _reshape_target([sa[i] for i in free_a] + [sb[i] for i in free_b]))
+
+    def dot(self, a, b):
+        """numpy.dot: products summed over the last axis of a and the second-to-last of b (its only, if 1-D)."""
+        na, nb = len(self.shape(a)), len(self.shape(b))
+        if na == 0 or nb == 0:
+            return self.multiply(a, b)
+        if na == 2 and nb == 2:
+            return self.matmul(a, b)
+        return self.tensordot(a, b, axes=([na - 1], [max(nb - 2, 0)]))
+
+    def outer(self, a, b):
+        """The outer product of the flattened a and b: (a.size, b.size)."""
+        return self.multiply(self.reshape(a, (-1, 1)), self.reshape(b, (1, -1)))
+
+    # creation: shapes and Python numbers in, tensors out (no gradient)
+    def zeros_like(self, x, dtype: str | None = None):
+        """Zeros of x's shape in ``dtype`` (default: x's dtype)."""
+        return self._filled_like(x, 0, dtype)
+
+    def ones_like(self, x, dtype: str | None = None):
+        """Ones of x's shape in ``dtype`` (default: x's dtype)."""
+        return self._filled_like(x, 1, dtype)
+
+    def full_like(self, x, fill_value, dtype: str | None = None):
+        """``fill_value`` everywhere in x's shape, in ``dtype`` (default: x's dtype)."""
+        return self._filled_like(x, fill_value, dtype)
+
+    def _filled_like(self, x, value, dtype):
+        dtype = dtype or self.dtype_of(x)
+        shape = self.shape(x)
+        if None not in shape:
+            return self.full(shape, value, dtype=dtype)
+        # A size known only at run time (inside a compiled step): x ** 0 is 1 everywhere, NaN included.
+        ones = self.power(self.stop_gradient(self._floating(x)), 0)
+        filled = ones if _is_number(value) and value == 1 else self.multiply(ones, value)
+        return self.cast(filled, dtype)
+
+    def full(self, shape, fill_value, dtype: str | None = None):
+        """``fill_value`` (a number or a tensor broadcast to ``shape``) in ``dtype`` (default: the compute dtype)."""
+        dtype = dtype or self.dtype
+        if _is_number(fill_value) or isinstance(fill_value, np.ndarray):
+            return self.convert(np.full(tuple(shape), fill_value), dtype=dtype)
+        return self.broadcast_to(self.cast(fill_value, dtype), shape)
+
+    def arange(self, start, stop=None, step=None, dtype: str | None = None):
+        """numpy.arange(start, stop, step) (one bound: from 0 to it): int64 when every bound is an
+        int, else the compute dtype. The bounds are numbers, or tensors read on the host."""
+        if stop is None:
+            start, stop = 0, start
+        bounds = [self._host_number(v, "arange") for v in (start, stop, 1 if step is None else step)]
+        if dtype is None:
+            dtype = "int64" if all(isinstance(v, int) for v in bounds) else self.dtype
+        return self.convert(np.arange(*bounds), dtype=dtype)
+
+    def linspace(self, start, stop, num: int = 50, endpoint: bool = True, retstep: bool = False,
+                 dtype: str | None = None, axis: int = 0):
+        """``num`` evenly spaced values from start to stop (numpy.linspace); start/stop may be tensors."""
+        dtype = dtype or self.dtype
+        if _is_number(start) and _is_number(stop):
+            values, step = np.linspace(start, stop, int(num), endpoint=endpoint, retstep=True, axis=axis)
+            out = self.convert(values, dtype=dtype)
+            return (out, self.convert(np.asarray(step), dtype=dtype)) if retstep else out
+        start, stop = self.cast(self._tensor(start), dtype), self.cast(self._tensor(stop), dtype)
+        div = (int(num) - 1) if endpoint else int(num)
+        fractions = np.arange(int(num)) / max(div, 1)
+        shape = self.shape(self.add(start, stop))
+        frac = self.convert(fractions.reshape((-1,) + (1,) * len(shape)), dtype=dtype)
+        delta = self.subtract(stop, start)
+        out = self.add(start, self.multiply(frac, delta))
+        if axis != 0:
+            out = self.moveaxis(out, 0, axis)
+        return (out, self.divide(delta, float(max(div, 1)))) if retstep else out
+
+    def eye(self, N: int, M: int | None = None, k: int = 0, dtype: str | None = None):  # noqa: N803 - numpy's names
+        """An N x M matrix with ones on the k-th diagonal."""
+        return self.convert(np.eye(int(N), None if M is None else int(M), int(k)), dtype=dtype or self.dtype)
+
+    # losses on tensors, as keras.ops (elementwise or per sample: no mean over the batch)
+    def binary_crossentropy(self, target, output, from_logits: bool = False):
+        """Elementwise -(t log p + (1 - t) log(1 - p)); probabilities are clipped to [eps, 1 - eps]
+        (``unidl.config.epsilon()``), logits go through the stable form
+        max(x, 0) - x t + log(1 + exp(-|x|))."""
+        if from_logits:
+            # -|x| as minimum(x, -x), as softplus does: the exact gradient sigmoid(x) - t at x == 0.
+            stable = self.log1p(self.exp(self.minimum(output, self.negative(output))))
+            return self.add(self.subtract(self.relu(output), self.multiply(output, target)), stable)
+        eps = _epsilon()
+        p = self.clip(output, eps, 1.0 - eps)
+        both = self.add(self.multiply(target, self.log(p)),
+                        self.multiply(self.subtract(1.0, target), self.log(self.subtract(1.0, p))))
+        return self.negative(both)
+
+    def categorical_crossentropy(self, target, output, from_logits: bool = False, axis: int = -1):
+        """-sum(t log p) over ``axis``; probabilities are renormalized to sum to 1, then clipped to
+        [eps, 1 - eps]; logits go through log_softmax."""
+        if from_logits:
+            log_p = self.log_softmax(output, axis=axis)
+        else:
+            eps = _epsilon()
+            p = self.divide(output, self.sum(output, axis=axis, keepdims=True))
+            log_p = self.log(self.clip(p, eps, 1.0 - eps))
+        return self.negative(self.sum(self.multiply(target, log_p), axis=axis))
+
+    def sparse_categorical_crossentropy(self, target, output, from_logits: bool = False, axis: int = -1):
+        """-log p[target] along the last axis for integer targets (a trailing axis of size 1 is dropped);
+        probabilities are clipped to [eps, 1 - eps] and renormalized, as Keras does."""
+        ndim = len(self.shape(output))
+        if int(axis) % ndim != ndim - 1:
+            raise ValueError(f"sparse_categorical_crossentropy: only axis=-1 is supported, got axis={axis}")
+        target = self.cast(target, "int64")
+        tshape = self.shape(target)
+        if len(tshape) == ndim and tshape[-1] == 1:
+            target = self.squeeze(target, -1)
+        if not from_logits:
+            # As Keras: the clipped probabilities' logs are taken as logits, so rows that do not
+            # sum to 1 are renormalized (as categorical_crossentropy does explicitly).
+            eps = _epsilon()
+            output = self.log(self.clip(output, eps, 1.0 - eps))
+        log_p = self.log_softmax(output, axis=-1)
+        picked = self.take_along_axis(log_p, self.expand_dims(target, -1), axis=-1)
+        return self.negative(self.squeeze(picked, -1))
+
+    def normalize(self, x, axis: int = -1, order: int = 2, epsilon: float | None = None):
+        """x divided by its ``order``-norm along ``axis``, as keras.ops.normalize (at most 1 / epsilon times x)."""
+        if not isinstance(order, int) or order < 1:
+            raise ValueError(f"normalize: order must be an int >= 1, got {order!r}")
+        x = self._floating(x)
+        if len(self.shape(x)) == 0:
+            x = self.expand_dims(x, 0)
+        eps = _epsilon() if epsilon is None else float(epsilon)
+        if order == 2:
+            inverse = self.rsqrt(self.sum(self.square(x), axis=axis, keepdims=True))
+            return self.multiply(x, self.minimum(inverse, 1.0 / eps))
+        return self.divide(x, self.maximum(self.norm(x, ord=order, axis=axis, keepdims=True), eps))
+
+    def dot_product_attention(self, query, key, value, bias=None, mask=None, scale=None, is_causal: bool = False,
+                              flash_attention=None, attn_logits_soft_cap=None):
+        """softmax(scale * q k^T + bias, masked) v, as keras.ops.dot_product_attention.
+
+        query (B, T, N, H), key and value (B, S, N, H) -> (B, T, N, H); ``scale`` defaults to
+        1 / sqrt(H); ``mask`` (broadcast to (B, N, T, S), true = attend) and ``is_causal`` (query t
+        sees keys s <= t) give masked logits Keras's large negative value (-0.7 * 3.38953e38).
+        Flash attention and soft caps are not offered.
+        """
+        if flash_attention or attn_logits_soft_cap is not None:
+            raise ValueError("dot_product_attention: flash_attention and attn_logits_soft_cap are not supported")
+        if len(self.shape(query)) != 4:
+            raise ValueError(f"dot_product_attention: query, key and value must be 4-D (batch, length, heads, "
+                             f"depth), got query shape {tuple(self.shape(query))}")
+        depth = self.shape(key)[-1]
+        scale = 1.0 / math.sqrt(depth) if scale is None else float(scale)
+        logits = self.multiply(self.einsum("btnh,bsnh->bnts", query, key), scale)
+        if bias is not None:
+            logits = self.add(logits, self.cast(self._tensor(bias), self.dtype_of(logits)))
+        keep = None if mask is None else self._as_bool(self._tensor(mask))
+        if is_causal:
+            t, s = self.shape(logits)[2:]
+            causal = self.convert(np.tri(self._known(t, "dot_product_attention"),
+                                         self._known(s, "dot_product_attention"), dtype=bool))
+            keep = causal if keep is None else self.logical_and(keep, causal)
+        if keep is not None:
+            logits = self.where(keep, logits, -0.7 * 3.38953e38)
+        return self.einsum("bnts,bsnh->btnh", self.softmax(logits, axis=-1), value)
+
+    def log2(self, x):
+        """log(x) / log(2)."""
+        return self.multiply(self.log(x), 1.0 / math.log(2.0))
+
+    def log10(self, x):
+        """log(x) / log(10)."""
+        return self.multiply(self.log(x), 1.0 / math.log(10.0))
+
+    # helpers of the composites
+    def _known(self, size, op: str) -> int:
+        if size is None:
+            raise BackendError(f"backend {self.name!r}: {op} along an axis of unknown size (the batch axis inside "
+                               "a compiled step) is not supported")
+        return int(size)
+
+    def _host_number(self, value, op: str):
+        """A bound given as a number, or as a scalar tensor read on the host (eager only)."""
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            return value.item() if isinstance(value, np.generic) else value
+        try:
+            return int(value) if _dtype_kind(self.dtype_of(value)) in "iu" else float(value)
+        except Exception as exc:
+            raise TypeError(f"{op}: its bounds must be Python numbers (or scalar tensors outside a compiled "
+                            f"step), got {value!r}") from exc
+
+    def _tensor(self, x):
+        return self.convert(x) if _is_number(x) or isinstance(x, (np.ndarray, list, tuple)) else x
+
 
 _STUB_MARK = "__unidl_not_implemented__"
 
@@ -723,7 +1511,21 @@ def missing_ops(backend: Backend) -> list[str]:
 
 
 def iter_ops() -> Iterator[str]:
-    """Every op name reachable through ``unidl.ops``: primitives, derived ops, then composites."""
+    """Every backend op reachable through ``unidl.ops``: primitives, derived, optional ops, then composites."""
     yield from PRIMITIVES
     yield from DERIVED
+    yield from OPTIONAL
     yield from COMPOSITES
+
+
+# keras.backend's names for the defaults, so that `import unidl as keras; keras.backend.backend()`
+# answers as Keras does. They are unidl.config's functions: no process-wide backend behind them.
+def backend() -> str:
+    """The default backend's name (``unidl.config.backend()``), as ``keras.backend.backend()``."""
+    return config.backend()
+
+
+floatx = config.floatx
+set_floatx = config.set_floatx
+epsilon = config.epsilon
+set_epsilon = config.set_epsilon

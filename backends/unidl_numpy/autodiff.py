@@ -1091,3 +1091,41 @@ def _pad_widths(pad_width, ndim: int) -> tuple[tuple[int, int], ...]:
         raise ValueError(f"pad: pad_width must hold one (before, after) pair of non-negative ints for each of "
                          f"the {ndim} axes, got {pad_width!r}")
     return tuple((int(a), int(b)) for a, b in widths)
+
+
+# ================================================================ keras.ops additions
+# The optional ops (unidl.backend.OPTIONAL) and native versions of derived ones.
+
+def sin(x) -> Tensor:
+    xd = _val(x)
+
+    def backward(g):  # d sin(x)/dx = cos(x)
+        return (g * np.cos(xd),)
+    return _result(np.sin(xd), (x,), backward)
+
+
+def cos(x) -> Tensor:
+    xd = _val(x)
+
+    def backward(g):  # d cos(x)/dx = -sin(x)
+        return (-g * np.sin(xd),)
+    return _result(np.cos(xd), (x,), backward)
+
+
+def floor(x) -> Tensor:
+    # Piecewise constant: no gradient. Integers come back as they are.
+    return _constant(np.floor(_val(x)) if np.asarray(_val(x)).dtype.kind == "f" else np.array(_val(x)))
+
+
+def argsort(x, axis: int = -1) -> Tensor:
+    # Stable, so equal elements keep their order (the contract); integer result: no gradient.
+    return _constant(np.argsort(_val(x), axis=axis, kind="stable").astype(np.int64, copy=False))
+
+
+def cumsum(x, axis: int = -1) -> Tensor:
+    xd = _val(x)
+    axis = int(axis) % xd.ndim
+
+    def backward(g):  # d out_j/dx_i = 1 for i <= j: the running sum of g taken from the end
+        return (np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis),)
+    return _result(np.cumsum(xd, axis=axis), (x,), backward)

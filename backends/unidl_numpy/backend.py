@@ -28,6 +28,33 @@ def _detach_tree(tree: Any) -> Any:
     return tree
 
 
+def _promoting(op: Callable) -> Callable:
+    """``op(a, b)`` as a method with Keras's dtype promotion where NumPy's differs: an integer Tensor
+    meeting a float Tensor or Python float takes the float dtype (NumPy makes float64 of int64 +
+    float32), two floats the wider one. Tensors of one dtype (nearly every call) pass straight through."""
+    def promoted(self, a, b):
+        ta, tb = type(a), type(b)
+        if ta is Tensor and tb is Tensor:
+            if a.data.dtype is not b.data.dtype:  # builtin dtypes are singletons
+                a, b = _to_common(a, b, self.dtype)
+        elif (ta is Tensor and tb is float and a.data.dtype.kind != "f") or (
+                tb is Tensor and ta is float and b.data.dtype.kind != "f"):
+            a, b = _to_common(a, b, self.dtype)
+        return op(a, b)
+    promoted.__name__ = promoted.__qualname__ = op.__name__
+    promoted.__doc__ = op.__doc__
+    return promoted
+
+
+def _to_common(a, b, compute_dtype: str):
+    kinds = [x.data.dtype.kind if type(x) is Tensor else "f" for x in (a, b)]
+    if "f" not in kinds:  # two integer or bool tensors: NumPy's rule is Keras's
+        return a, b
+    floats = [x.data.dtype for x in (a, b) if type(x) is Tensor and x.data.dtype.kind == "f"]
+    target = max(floats, key=lambda d: d.itemsize).name if floats else compute_dtype
+    return tuple(ad.cast(x, target) if type(x) is Tensor and x.data.dtype.name != target else x for x in (a, b))
+
+
 class NumpyBackend(Backend):
     """NumPy + reverse-mode tape. Tensors are ``unidl_numpy.autodiff.Tensor``; CPU only."""
 
@@ -65,22 +92,31 @@ class NumpyBackend(Backend):
     def shape(self, x: Any) -> tuple[int, ...]:
         return x.data.shape if type(x) is Tensor else np.shape(x)
 
+    def dtype_of(self, x: Any) -> str:
+        return x.data.dtype.name if type(x) is Tensor else np.asarray(x).dtype.name
+
     # --------------------------------------- primitives: one rule each, in autodiff
     cast = staticmethod(ad.cast)
-    add = staticmethod(ad.add)
-    subtract = staticmethod(ad.subtract)
-    multiply = staticmethod(ad.multiply)
-    divide = staticmethod(ad.divide)
-    power = staticmethod(ad.power)
-    maximum = staticmethod(ad.maximum)
-    minimum = staticmethod(ad.minimum)
+    add = _promoting(ad.add)
+    subtract = _promoting(ad.subtract)
+    multiply = _promoting(ad.multiply)
+    divide = _promoting(ad.divide)
+    power = _promoting(ad.power)
+    maximum = _promoting(ad.maximum)
+    minimum = _promoting(ad.minimum)
     equal = staticmethod(ad.equal)
     not_equal = staticmethod(ad.not_equal)
     greater = staticmethod(ad.greater)
     greater_equal = staticmethod(ad.greater_equal)
     less = staticmethod(ad.less)
     less_equal = staticmethod(ad.less_equal)
-    where = staticmethod(ad.where)
+
+    def where(self, cond, a, b):
+        if type(a) is Tensor or type(b) is Tensor:  # a and b promoted as _promoting does
+            a, b = self._common(a, b)
+        return ad.where(cond, a, b)
+
+    _common = _promoting(lambda a, b: (a, b))
     negative = staticmethod(ad.negative)
     abs = staticmethod(ad.abs)
     sign = staticmethod(ad.sign)
@@ -104,8 +140,14 @@ class NumpyBackend(Backend):
     take = staticmethod(ad.take)
     unstack = staticmethod(ad.unstack)
     take_along_axis = staticmethod(ad.take_along_axis)
-    matmul = staticmethod(ad.matmul)
+    matmul = _promoting(ad.matmul)
     stop_gradient = staticmethod(ad.stop_gradient)
+    # optional ops, and derived ones NumPy does natively
+    sin = staticmethod(ad.sin)
+    cos = staticmethod(ad.cos)
+    floor = staticmethod(ad.floor)
+    argsort = staticmethod(ad.argsort)
+    cumsum = staticmethod(ad.cumsum)
     # neural-network primitives (NHWC; see unidl.backend.NN_PRIMITIVES)
     pad = staticmethod(ad.pad)
     conv2d = staticmethod(ad.conv2d)

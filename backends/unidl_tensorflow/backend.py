@@ -39,7 +39,7 @@ import numpy as np
 from unidl.geometry import check_rank4 as _check_rank4, check_window as _check_window  # noqa: I001
 from unidl.geometry import pair as _pair, pool_geometry as _pool_geometry
 from unidl.geometry import resolve_padding as _resolve_padding, transpose_geometry as _transpose_geometry
-from unidl.backend import tracing, DERIVED, DTYPES, HALF_DTYPES, PRIMITIVES, Backend, BackendError
+from unidl.backend import tracing, COMPOSITES, DERIVED, DTYPES, HALF_DTYPES, OPTIONAL, PRIMITIVES, Backend, BackendError
 
 Tensor = Any  # tf.Tensor or tf.Variable
 
@@ -47,7 +47,7 @@ _GPU_NAME = re.compile(r"^(?:cuda|gpu)(?::(\d+))?$")
 _CPU_NAME = re.compile(r"^cpu(?::0)?$")
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_./-]")
 # Ops that never run a kernel; everything else is pinned when the device is not TF's default.
-_UNPINNED = ("to_numpy", "shape")
+_UNPINNED = ("to_numpy", "shape", "dtype_of", "size")
 
 
 # ------------------------------------------------------------ NN geometry
@@ -92,7 +92,7 @@ class TensorFlowBackend(Backend):
         import tensorflow as tf
         self.tf = tf
         self._float = tf.as_dtype(self.dtype)
-        self._tf_dtypes = {d: tf.as_dtype(d) for d in (*DTYPES, *HALF_DTYPES)}
+        self._tf_dtypes = {d: tf.as_dtype(d) for d in (*DTYPES, *HALF_DTYPES, "uint8", "int8", "int16")}
         self._gpus = tf.config.list_physical_devices("GPU")
         if self._gpus:  # process-wide in TensorFlow, as in torch: the backend built last decides
             tf.config.experimental.enable_tensor_float_32_execution(bool(self.options["tf32"]))
@@ -195,13 +195,25 @@ class TensorFlowBackend(Backend):
             # MatMul is ~5x cheaper than BatchMatMulV2 for plain 2-D operands (Dense, RNN cells)
             if type(a) in tensor_types and type(b) in tensor_types and len(a.shape) == 2 == len(b.shape):
                 return raw.MatMul(a=a, b=b)
+            if len(getattr(a, "shape", ())) == 1 or len(getattr(b, "shape", ())) == 1:
+                return vector_matmul(a, b)
             return batch_matmul(a, b)
+
+        def vector_matmul(a, b):
+            # NumPy's rule for 1-D operands (BatchMatMulV2 refuses them): a row / a column, dropped after.
+            a_vector, b_vector = len(a.shape) == 1, len(b.shape) == 1
+            out = batch_matmul(tf.expand_dims(a, 0) if a_vector else a, tf.expand_dims(b, -1) if b_vector else b)
+            if b_vector:
+                out = tf.squeeze(out, -1)
+            return tf.squeeze(out, -2) if a_vector else out
         self.matmul = matmul
         self.divide = divide
         for name, kernel in (("negative", raw.Neg), ("abs", raw.Abs), ("sign", raw.Sign),
                              ("exp", raw.Exp), ("log", raw.Log), ("log1p", raw.Log1p),
                              ("sqrt", raw.Sqrt), ("tanh", raw.Tanh), ("sigmoid", raw.Sigmoid),
                              ("erf", raw.Erf)):
+            setattr(self, name, unary(kernel))
+        for name, kernel in (("sin", raw.Sin), ("cos", raw.Cos), ("tan", raw.Tan), ("rsqrt", raw.Rsqrt)):
             setattr(self, name, unary(kernel))
         self.relu = unary(raw.Relu, "features")  # ReluGrad is 0 at x == 0
         self.stop_gradient = unary(raw.StopGradient, "input")
@@ -230,7 +242,7 @@ class TensorFlowBackend(Backend):
                 with device(where):
                     return fn(*args, **kwargs)
             return op
-        for name in (*PRIMITIVES, *DERIVED):
+        for name in (*PRIMITIVES, *DERIVED, *OPTIONAL, *COMPOSITES):
             if name not in _UNPINNED:
                 setattr(self, name, pinned(getattr(self, name), self._tf_device))
 
@@ -327,7 +339,8 @@ class TensorFlowBackend(Backend):
         try:
             return self._tf_dtypes[dtype]
         except KeyError:
-            raise BackendError(f"backend 'tensorflow': unknown dtype {dtype!r}; use one of {list(DTYPES)}") from None
+            raise BackendError(f"backend 'tensorflow': unknown dtype {dtype!r}; use one of "
+                               f"{sorted(self._tf_dtypes)}") from None
 
     def _numpy_target(self, dtype: np.dtype) -> np.dtype:
         kind = dtype.kind
@@ -433,6 +446,143 @@ class TensorFlowBackend(Backend):
         out = tf.raw_ops.GatherV2(params=self.transpose(x, perm), indices=self.transpose(indices, perm),
                                   axis=ndim - 1, batch_dims=ndim - 1)
         return self.transpose(out, inverse)
+
+    # ------------------------------------------------ keras.ops additions
+    # Native TF ops where they have the contract's semantics; the rest are Backend's
+    # defaults (gelu and leaky_relu too: TF's kernels hold their constants in float32,
+    # off by 1e-8 relative in float64). Integer tensors pass floor/ceil/round unchanged (TF has no integer kernels).
+    # Rounding ops have no registered gradient: tapes report zeros (UnconnectedGradients.ZERO).
+    def floor(self, x: Tensor) -> Tensor:
+        x = self._as_tensor(x)
+        return self.tf.raw_ops.Floor(x=x) if x.dtype.is_floating else x
+
+    def ceil(self, x: Tensor) -> Tensor:
+        x = self._as_tensor(x)
+        return self.tf.raw_ops.Ceil(x=x) if x.dtype.is_floating else x
+
+    def round(self, x: Tensor) -> Tensor:  # noqa: A003
+        x = self._as_tensor(x)
+        return self.tf.raw_ops.Round(x=x) if x.dtype.is_floating else x  # halves to even
+
+    def floor_divide(self, a, b) -> Tensor:
+        a, b = self._coerce(a, b)
+        return self.tf.math.floordiv(a, b)
+
+    def mod(self, a, b) -> Tensor:
+        a, b = self._coerce(a, b)
+        return self.tf.math.floormod(a, b)  # the sign of b; its gradient for b is -floor(a / b)
+
+    def argsort(self, x: Tensor, axis: int = -1) -> Tensor:
+        return self.cast(self.tf.argsort(x, axis=axis, stable=True), "int64")
+
+    def top_k(self, x: Tensor, k: int, sorted: bool = True):  # noqa: A002
+        # TF's top_k gives a tie to the lower index, as the contract asks.
+        values, indices = self.tf.math.top_k(x, int(k), sorted=True)
+        return values, self.cast(indices, "int64")
+
+    def cumsum(self, x: Tensor, axis: int = -1) -> Tensor:
+        return self.tf.cumsum(x, axis=axis)
+
+    def prod(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        # ProdGrad multiplies exclusive cumulative products: exact with zeros, as the contract asks.
+        return self.tf.raw_ops.Prod(input=x, axis=self._axes(x, axis), keep_dims=keepdims)
+
+    def argmin(self, x: Tensor, axis: int | None = -1) -> Tensor:
+        if axis is None:
+            x, axis = self.reshape(x, (-1,)), 0
+        return self.tf.raw_ops.ArgMin(input=x, dimension=axis, output_type=self.tf.int64)
+
+    def _bool(self, x) -> Tensor:
+        x = self._as_tensor(x)
+        return x if x.dtype == self.tf.bool else self.tf.not_equal(x, self.tf.zeros((), x.dtype))
+
+    def all(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A003
+        x = self._bool(x)
+        return self.tf.raw_ops.All(input=x, axis=self._axes(x, axis), keep_dims=keepdims)
+
+    def any(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A003
+        x = self._bool(x)
+        return self.tf.raw_ops.Any(input=x, axis=self._axes(x, axis), keep_dims=keepdims)
+
+    def logical_and(self, a, b) -> Tensor:
+        return self.tf.logical_and(self._bool(a), self._bool(b))
+
+    def logical_or(self, a, b) -> Tensor:
+        return self.tf.logical_or(self._bool(a), self._bool(b))
+
+    def logical_xor(self, a, b) -> Tensor:
+        return self.tf.math.logical_xor(self._bool(a), self._bool(b))
+
+    def logical_not(self, x) -> Tensor:
+        return self.tf.logical_not(self._bool(x))
+
+    def isnan(self, x: Tensor) -> Tensor:
+        return self.tf.math.is_nan(x) if x.dtype.is_floating else super().isnan(x)
+
+    def isinf(self, x: Tensor) -> Tensor:
+        return self.tf.math.is_inf(x) if x.dtype.is_floating else super().isinf(x)
+
+    def isfinite(self, x: Tensor) -> Tensor:
+        return self.tf.math.is_finite(x) if x.dtype.is_floating else super().isfinite(x)
+
+    def stack(self, xs: Sequence[Tensor], axis: int = 0) -> Tensor:
+        return self.tf.stack(list(xs), axis=axis)
+
+    def einsum(self, subscripts: str, *operands: Tensor) -> Tensor:
+        return self.tf.einsum(subscripts, *operands)
+
+    def tile(self, x: Tensor, repeats) -> Tensor:
+        repeats = [int(r) for r in (repeats if isinstance(repeats, (tuple, list)) else (repeats,))]
+        ndim = len(x.shape)
+        if len(repeats) > ndim:  # numpy's rule: new leading axes of size 1 first
+            x = self.tf.reshape(x, [1] * (len(repeats) - ndim) + list(self.tf.shape(x)))
+        repeats = [1] * (len(x.shape) - len(repeats)) + repeats
+        return self.tf.tile(x, repeats)
+
+    def repeat(self, x: Tensor, repeats, axis=None) -> Tensor:
+        return self.tf.repeat(x, repeats, axis=axis)
+
+    def flip(self, x: Tensor, axis=None) -> Tensor:
+        axes = range(len(x.shape)) if axis is None else axis if isinstance(axis, (tuple, list)) else (axis,)
+        return self.tf.reverse(x, [int(a) for a in axes])
+
+    def roll(self, x: Tensor, shift, axis=None) -> Tensor:
+        if axis is None:
+            return self.tf.reshape(self.tf.roll(self.tf.reshape(x, [-1]), shift, axis=0), self.tf.shape(x))
+        return self.tf.roll(x, shift, axis=axis)
+
+    def broadcast_to(self, x: Tensor, shape) -> Tensor:
+        return self.tf.broadcast_to(x, [int(d) for d in shape])
+
+    def zeros_like(self, x: Tensor, dtype: str | None = None) -> Tensor:
+        return self.tf.zeros_like(x, dtype=None if dtype is None else self._dtype(dtype))
+
+    def ones_like(self, x: Tensor, dtype: str | None = None) -> Tensor:
+        return self.tf.ones_like(x, dtype=None if dtype is None else self._dtype(dtype))
+
+    def silu(self, x: Tensor) -> Tensor:
+        return self.tf.nn.silu(x)
+
+    def selu(self, x: Tensor) -> Tensor:
+        return self.tf.nn.selu(x)  # Keras's constants
+
+    def elu(self, x: Tensor, alpha: float = 1.0) -> Tensor:
+        return self.tf.nn.elu(x) if alpha == 1.0 else super().elu(x, alpha)
+
+    def relu6(self, x: Tensor) -> Tensor:
+        return self.tf.nn.relu6(x)  # Relu6Grad: 1 on the open interval (0, 6)
+
+    def softsign(self, x: Tensor) -> Tensor:
+        return self.tf.nn.softsign(x)
+
+    def log_sigmoid(self, x: Tensor) -> Tensor:
+        return self.tf.math.log_sigmoid(x)
+
+    def var(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        return self.tf.math.reduce_variance(self._floating(x), axis=axis, keepdims=keepdims)
+
+    def std(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        return self.tf.math.reduce_std(self._floating(x), axis=axis, keepdims=keepdims)
 
     # ------------------------------------------------ neural-network primitives
     # NHWC and (kh, kw, in, out) kernels are TF's own layouts: no translation. Everything

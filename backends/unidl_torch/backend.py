@@ -44,6 +44,19 @@ def _symmetric(pads, limit: Sequence[int] | None = None) -> tuple[int, int] | No
     return t, l
 
 
+class _DtypeTable(dict):
+    """unidl dtype name -> torch dtype; an unknown name is a BackendError listing the known ones."""
+
+    def __missing__(self, name):
+        raise BackendError(f"backend 'torch': unknown dtype {name!r}; use one of {sorted(self)}")
+
+
+def _positive_strides(array, dtype) -> np.ndarray:
+    """``array`` in ``dtype``, copied when it is a view with negative strides (x[::-1]), which torch refuses."""
+    array = np.asarray(array, dtype=dtype)
+    return array.copy() if any(s < 0 for s in array.strides) else array
+
+
 def _torch_pad_list(pads) -> tuple[int, int, int, int]:
     """((top, bottom), (left, right)) -> F.pad's order for NCHW: (left, right, top, bottom)."""
     (t, b), (l, r) = pads
@@ -88,9 +101,10 @@ class TorchBackend(Backend):
             # steps, and x86 arithmetic on them is so slow that a whole step took 2x longer.
             torch.set_flush_denormal(True)
         self.device = str(self._device)
-        self._dtypes = {"float32": torch.float32, "float64": torch.float64,
-                        "bfloat16": torch.bfloat16, "float16": torch.float16,
-                        "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
+        self._dtypes = _DtypeTable({"float32": torch.float32, "float64": torch.float64,
+                                    "bfloat16": torch.bfloat16, "float16": torch.float16,
+                                    "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
+                                    "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16})
         self._float = self._dtypes[dtype]
 
         # Exact contract semantics already; torch.add/sub/mul/div/pow take a
@@ -123,6 +137,25 @@ class TorchBackend(Backend):
         self.erf = torch.erf
         self.matmul = torch.matmul
         self.stop_gradient = torch.Tensor.detach
+        # keras.ops's additions with the contract's semantics (optional ops, derived, composites).
+        # floor, ceil and round return integer tensors unchanged and have zero gradient.
+        self.sin = torch.sin
+        self.cos = torch.cos
+        self.tan = torch.tan
+        self.floor = torch.floor
+        self.ceil = torch.ceil
+        self.round = torch.round  # halves to even
+        self.mod = torch.remainder  # the sign of the divisor, as numpy.mod; d/db = -floor(a / b)
+        self.rsqrt = torch.rsqrt
+        self.isnan = torch.isnan
+        self.isinf = torch.isinf
+        self.isfinite = torch.isfinite
+        self.silu = F.silu
+        self.selu = torch.selu  # Keras's constants
+        self.relu6 = F.relu6  # hardtanh(0, 6): gradient 1 on the open interval, as the contract
+        self.softsign = F.softsign
+        self.log_sigmoid = F.logsigmoid
+        # (not F.hardsigmoid: its backward multiplies by a float32 1/6, off by 3e-8 in float64)
 
     # ---------------------------------------------------------------- device
     def native_layer(self, layer):
@@ -194,8 +227,8 @@ class TorchBackend(Backend):
                 raise BackendError(f"torch backend: cannot convert an array of dtype {arr.dtype}")
         # torch.tensor copies, so the result never aliases the caller's array.
         if dtype in HALF_DTYPES:  # NumPy has no bfloat16: go through float32
-            return torch.tensor(np.asarray(arr, dtype=np.float32), device=self._device).to(self._dtypes[dtype])
-        return torch.tensor(np.asarray(arr, dtype=dtype), device=self._device)
+            return torch.tensor(_positive_strides(arr, np.float32), device=self._device).to(self._dtypes[dtype])
+        return torch.tensor(_positive_strides(arr, dtype), device=self._device)
 
     def to_numpy(self, x: Tensor) -> np.ndarray:
         if isinstance(x, torch.Tensor):
@@ -263,7 +296,7 @@ class TorchBackend(Backend):
     def _indices(self, indices: Any) -> Tensor:
         if isinstance(indices, torch.Tensor):
             return indices
-        return torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self._device)
+        return torch.as_tensor(_positive_strides(indices, np.int64), device=self._device)
 
     def take(self, x: Tensor, indices: Any, axis: int = 0) -> Tensor:
         # One advanced index at position ``axis`` gives numpy.take exactly:
@@ -369,6 +402,126 @@ class TorchBackend(Backend):
             counts.append(np.minimum(start + kk, n) - np.maximum(start, 0))
         divisor = torch.as_tensor(np.outer(*counts), dtype=x.dtype, device=x.device)
         return (sums / divisor).permute(0, 2, 3, 1)
+
+    # ------------------------------------------------ keras.ops additions
+    # Native kernels where torch has the contract's semantics; everything else is
+    # Backend's default. Methods only where torch's arguments differ (dim, keepdim...).
+    def dtype_of(self, x: Tensor) -> str:
+        return str(x.dtype)[6:]  # "torch.float32" -> "float32"
+
+    def argsort(self, x: Tensor, axis: int = -1) -> Tensor:
+        return torch.argsort(x, dim=axis, stable=True)
+
+    def sort(self, x: Tensor, axis: int = -1) -> Tensor:
+        return torch.sort(x, dim=axis, stable=True).values  # the gradient goes back through the permutation
+
+    def cumsum(self, x: Tensor, axis: int = -1) -> Tensor:
+        return torch.cumsum(x, axis)
+
+    def floor_divide(self, a, b) -> Tensor:
+        # torch.floor_divide has no derivative; division with floor rounding has the contract's zero gradient.
+        if not isinstance(a, torch.Tensor):
+            a = torch.as_tensor(a, device=b.device)
+        return torch.div(a, b, rounding_mode="floor")
+
+    def prod(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        if axis is None:
+            out = torch.prod(x)
+            return out.reshape((1,) * x.ndim) if keepdims else out
+        for a in sorted((int(a) % x.ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))),
+                        reverse=True):  # torch reduces one axis at a time; from the last, so indices hold
+            x = torch.prod(x, a, keepdims)
+        return x
+
+    def argmin(self, x: Tensor, axis: int | None = -1) -> Tensor:
+        return torch.argmin(x, axis)  # first index on ties
+
+    def all(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A003
+        if axis is None:
+            axis = tuple(range(x.ndim))
+        return torch.all(x, dim=axis, keepdim=keepdims) if axis != () else x.bool()
+
+    def any(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A003
+        if axis is None:
+            axis = tuple(range(x.ndim))
+        return torch.any(x, dim=axis, keepdim=keepdims) if axis != () else x.bool()
+
+    def _bool(self, x):
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(bool(x), device=self._device)
+
+    def logical_and(self, a, b) -> Tensor:
+        return torch.logical_and(self._bool(a), self._bool(b))
+
+    def logical_or(self, a, b) -> Tensor:
+        return torch.logical_or(self._bool(a), self._bool(b))
+
+    def logical_xor(self, a, b) -> Tensor:
+        return torch.logical_xor(self._bool(a), self._bool(b))
+
+    def logical_not(self, x) -> Tensor:
+        return torch.logical_not(self._bool(x))
+
+    def stack(self, xs: Sequence[Tensor], axis: int = 0) -> Tensor:
+        return torch.stack(tuple(xs), axis)
+
+    def einsum(self, subscripts: str, *operands: Tensor) -> Tensor:
+        return torch.einsum(subscripts, *operands)
+
+    def tile(self, x: Tensor, repeats) -> Tensor:
+        return torch.tile(x, tuple(repeats) if isinstance(repeats, (tuple, list)) else (int(repeats),))
+
+    def repeat(self, x: Tensor, repeats, axis=None) -> Tensor:
+        if not isinstance(repeats, int):
+            repeats = torch.as_tensor(np.asarray(repeats, dtype=np.int64), device=self._device)
+        return torch.repeat_interleave(x, repeats, axis)
+
+    def flip(self, x: Tensor, axis=None) -> Tensor:
+        if axis is None:
+            axis = tuple(range(x.ndim))
+        return torch.flip(x, axis if isinstance(axis, (tuple, list)) else (axis,))
+
+    def roll(self, x: Tensor, shift, axis=None) -> Tensor:
+        return torch.roll(x, shift, axis)
+
+    def broadcast_to(self, x: Tensor, shape) -> Tensor:
+        return torch.broadcast_to(x, tuple(shape))
+
+    def tril(self, x: Tensor, k: int = 0) -> Tensor:
+        return torch.tril(x, k)
+
+    def triu(self, x: Tensor, k: int = 0) -> Tensor:
+        return torch.triu(x, k)
+
+    def zeros_like(self, x: Tensor, dtype: str | None = None) -> Tensor:
+        return torch.zeros_like(x, dtype=None if dtype is None else self._dtypes[dtype])
+
+    def ones_like(self, x: Tensor, dtype: str | None = None) -> Tensor:
+        return torch.ones_like(x, dtype=None if dtype is None else self._dtypes[dtype])
+
+    def gelu(self, x: Tensor, approximate: bool = True) -> Tensor:
+        return F.gelu(x, approximate="tanh" if approximate else "none")  # the same two formulas as Keras
+
+    def elu(self, x: Tensor, alpha: float = 1.0) -> Tensor:
+        return F.elu(x, alpha)  # gradient alpha * exp(x) for x <= 0: alpha at 0, as the contract
+
+    def leaky_relu(self, x: Tensor, negative_slope: float = 0.2) -> Tensor:
+        return F.leaky_relu(x, negative_slope)  # gradient negative_slope at 0
+
+    def var(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        if not x.is_floating_point():
+            x = x.to(self._float)
+        return torch.var(x, dim=axis, correction=0, keepdim=keepdims)
+
+    def std(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+        if not x.is_floating_point():
+            x = x.to(self._float)
+        return torch.std(x, dim=axis, correction=0, keepdim=keepdims)
+
+    def swapaxes(self, x: Tensor, axis1: int, axis2: int) -> Tensor:
+        return torch.swapaxes(x, axis1, axis2)
+
+    def moveaxis(self, x: Tensor, source, destination) -> Tensor:
+        return torch.movedim(x, source, destination)
 
     # ------------------------------------------------------ state, autodiff
     def variable(self, value: Any, trainable: bool = True, name: str = "") -> Tensor:

@@ -58,7 +58,7 @@ class JaxBackend(ImmutableArrays, Backend):
         self._device = self._resolve_device(device)
         self.device = f"{self._device.platform}:{self._device.id}"
         self._dtypes = {d: jnp.dtype(d) for d in ("float32", "float64", "int32", "int64", "bool",
-                                                  "bfloat16", "float16")}
+                                                  "bfloat16", "float16", "uint8", "int8", "int16")}
         self._precision = lax.Precision.HIGHEST
 
         # jax.numpy already has the contract's semantics for these (NumPy broadcasting,
@@ -75,6 +75,13 @@ class JaxBackend(ImmutableArrays, Backend):
             "max": jnp.max, "min": jnp.min,  # the reduce-max JVP splits the gradient evenly between ties
             "reshape": jnp.reshape, "transpose": jnp.transpose, "take_along_axis": jnp.take_along_axis,
             "stop_gradient": lax.stop_gradient,
+            # keras.ops's additions (unidl.backend.OPTIONAL, DERIVED and composites) with the contract's rules
+            "sin": jnp.sin, "cos": jnp.cos, "tan": jnp.tan, "rsqrt": lax.rsqrt, "cumsum": jnp.cumsum,
+            "mod": jnp.mod, "floor_divide": jnp.floor_divide, "prod": jnp.prod, "all": jnp.all, "any": jnp.any,
+            "logical_and": jnp.logical_and, "logical_or": jnp.logical_or, "logical_xor": jnp.logical_xor,
+            "logical_not": jnp.logical_not, "isnan": jnp.isnan, "isinf": jnp.isinf, "isfinite": jnp.isfinite,
+            "silu": jax.nn.silu, "selu": jax.nn.selu, "gelu": jax.nn.gelu, "log_sigmoid": jax.nn.log_sigmoid,
+            "softsign": jax.nn.soft_sign,
         })
 
     # ----------------------------------------------------------------- info
@@ -139,6 +146,34 @@ class JaxBackend(ImmutableArrays, Backend):
 
     def matmul(self, a, b) -> Tensor:
         return jnp.matmul(unwrap(a), unwrap(b), precision=self._precision)
+
+    def dtype_of(self, x) -> str:
+        return jnp.dtype(unwrap(x).dtype).name
+
+    def _rounding(self, fn, x):
+        x = unwrap(x)
+        return fn(x) if jnp.issubdtype(x.dtype, jnp.floating) else x  # integers pass unchanged
+
+    def floor(self, x) -> Tensor:
+        return self._rounding(jnp.floor, x)
+
+    def ceil(self, x) -> Tensor:
+        return self._rounding(jnp.ceil, x)
+
+    def round(self, x) -> Tensor:  # noqa: A003
+        return self._rounding(jnp.round, x)  # halves to even
+
+    def argsort(self, x, axis: int = -1) -> Tensor:
+        return jnp.argsort(unwrap(x), axis=axis, stable=True)
+
+    def argmin(self, x, axis: int | None = -1) -> Tensor:
+        return jnp.argmin(unwrap(x), axis=axis)  # the contract's default axis is -1; first index on ties
+
+    def stack(self, xs: Sequence[Tensor], axis: int = 0) -> Tensor:
+        return jnp.stack([unwrap(x) for x in xs], axis=axis)
+
+    def einsum(self, subscripts: str, *operands) -> Tensor:
+        return jnp.einsum(subscripts, *[unwrap(x) for x in operands], precision=self._precision)
 
     # ------------------------------------------------------------ NN ops
     # unidl.geometry holds the contract's padding rules ("same" spelled out, the extra
