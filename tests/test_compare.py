@@ -30,7 +30,7 @@ HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 # ------------------------------------------------------- a deliberately wrong backend
 
 def _wrong_relu_backend(dtype="float32", device=None):
-    from unidl_numpy import autodiff as ad
+    from unidl_numpy import tape as ad
     from unidl_numpy.backend import NumpyBackend
 
     class WrongReluBackend(NumpyBackend):

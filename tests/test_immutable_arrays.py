@@ -22,7 +22,7 @@ from unidl.backend import COMPOSITES, DERIVED, PRIMITIVES
 from unidl.immutable_arrays import ImmutableArrays, VariableHolder, unwrap
 from unidl.testing import checks, opspecs
 from unidl.testing.tolerances import TRAJECTORY_F64
-from unidl_numpy import autodiff as ad
+from unidl_numpy import tape as ad
 from unidl_numpy.backend import NumpyBackend, _detach_tree
 
 

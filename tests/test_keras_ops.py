@@ -465,8 +465,8 @@ def test_default_backend_from_the_environment_is_used_by_unbound_ops():
         "print(type(ops.exp(np.ones(2))).__module__, ops.dtype(ops.exp(np.ones(2))))",
         UNIDL_BACKEND="torch")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split("\n")[:3] == ["torch float32 torch", "unidl_numpy.autodiff",
-                                          "unidl_numpy.autodiff float64"]
+    assert run.stdout.split("\n")[:3] == ["torch float32 torch", "unidl_numpy.tape",
+                                          "unidl_numpy.tape float64"]
 
 
 def test_an_unknown_default_names_its_source():

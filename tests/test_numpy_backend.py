@@ -19,7 +19,7 @@ import unidl
 from unidl import ops
 from unidl.testing.gradcheck import central_differences
 from unidl.tolerances import FD_F64, FORWARD_F64, GRAD_F64
-from unidl_numpy import autodiff
+from unidl_numpy import tape as autodiff
 
 B64 = unidl.get_backend("numpy", dtype="float64")
 B32 = unidl.get_backend("numpy", dtype="float32")

@@ -29,7 +29,7 @@ import pytest
 import unidl
 from unidl import ops
 from unidl.testing import tolerances
-from unidl_numpy import autodiff
+from unidl_numpy import tape as autodiff
 
 EXACT = tolerances.FORWARD_F64  # the loops and the fast paths only sum in a different order
 F32 = tolerances.FORWARD_F32

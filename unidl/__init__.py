@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .version import __version__  # noqa: F401  (unidl.__version__)
 
-from . import (activations, callbacks, distributed, initializers, layers, losses, metrics, models, ops, optimizers,
+from . import (activations, callbacks, config, distributed, initializers, layers, losses, metrics, models, ops, optimizers,
                random, regularizers, saving, schedules, utils)
 from .autodiff import GradientTape, function, grad, value_and_grad
 from .backend import Backend, BackendError
@@ -31,7 +31,7 @@ from .variables import Variable
 __all__ = [
     "Backend", "BackendError", "BackendUnavailableError", "DataError", "Model", "NotCompiledError",
     "SavingError", "WeightsFileError", "WeightsMismatchError", "UnknownObjectError",
-    "Input", "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "distributed",
+    "Input", "Sequential", "UnknownBackendError", "Variable", "activations", "callbacks", "compare", "config", "distributed",
     "get_backend",
     "grad", "hookimpl", "initializers", "layers", "list_backends", "load_model", "losses", "metrics", "ops",
     "optimizers", "regularizers", "saving", "schedules", "use_backend", "value_and_grad", "function", "models",

@@ -21,7 +21,7 @@ import numpy as np
 
 from .backend import FrozenRandomnessError
 from .layers.base import Layer
-from .ops import current_backend
+from .ops import current_backend, current_backend_or_none, use_backend
 from .optimizers import recording_applies, scalars_from
 from .structure import flatten, pack_like
 from .variables import Variable, structure_version
@@ -52,13 +52,20 @@ def value_and_grad(fn: Callable, wrt: "Layer | Sequence[Variable] | None" = None
     * ``inputs``: tensors or NumPy arrays; ``fn(*inputs)`` returns a scalar.
       Returns ``(value, grads)`` with one gradient per input (saliency maps, adversarial examples).
     """
-    backend = current_backend()
     if (wrt is None) == (inputs is None):
         raise TypeError("value_and_grad needs exactly one of wrt=(model, layer or variables) and inputs=[...]")
     if inputs is not None:
+        backend = current_backend()
         tensors = [backend.convert(x) if isinstance(x, np.ndarray) else x for x in inputs]
         return backend.grad_wrt_inputs(fn, tensors)
     variables = _variables(wrt)
+    # The bound backend; with none bound, the one the weights live on (a model compiled on torch
+    # differentiates on torch, not on the default backend); else the default.
+    if current_backend_or_none() is None:
+        bound = [v.backend for v in variables if v.backend is not None]
+        with use_backend(bound[0] if bound else current_backend()):
+            return value_and_grad(fn, wrt=wrt, has_aux=has_aux)
+    backend = current_backend()
 
     def wrapped():
         out = fn()

@@ -223,7 +223,11 @@ def _times(a, b):
 
 
 def _assign(variable: Variable | Any, value) -> None:
-    ops.current_backend().assign(variable.value if isinstance(variable, Variable) else variable, value)
+    if isinstance(variable, Variable):
+        # the bound backend (a step's, possibly a mixed-precision twin), else the weight's own
+        (ops.current_backend_or_none() or variable.backend or ops.current_backend()).assign(variable.value, value)
+    else:
+        ops.current_backend().assign(variable, value)
 
 
 class SGD(Optimizer):

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import config
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import ops
@@ -142,8 +143,8 @@ class Trainer:
         self._initial_epoch: int | None = None
 
     # ----------------------------------------------------------- compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend: str | Backend = "numpy",
-                dtype: str = "float32", device: str | None = None, jit_compile: bool | str = "auto",
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend: str | Backend | None = None,
+                dtype: str | None = None, device: str | None = None, jit_compile: bool | str = "auto",
                 loss_weights=None, distribute=None, dtype_policy: str | None = None,
                 nonfinite_data: str = "raise", backend_options: dict | None = None) -> None:
         """Choose optimizer, loss, metrics and the backend this model runs on.
@@ -155,8 +156,9 @@ class Trainer:
             loss_weights: for several outputs, the factor of each output's loss (list or dict).
             distribute: a ``unidl.distributed.DataParallel`` strategy to train across processes.
             metrics: list of names ("accuracy", "mae"...), Metric instances or functions.
-            backend: registered backend name ("numpy", "torch", "tensorflow", or a plugin's).
-            dtype: weight and compute dtype, "float32" (default) or "float64".
+            backend: registered backend name ("numpy", "torch", "tensorflow", or a plugin's); None:
+                the default, ``unidl.config.backend()`` (``set_backend``, else $UNIDL_BACKEND, else "numpy").
+            dtype: weight and compute dtype, "float32" or "float64"; None: ``unidl.config.floatx()``.
             dtype_policy: "mixed_bfloat16" or "mixed_float16" to compute in half precision with
                 float32 master weights (torch, tensorflow); "mixed_float16" scales the loss.
             device: e.g. "cpu", "cuda", "cuda:1"; None is the backend's default.
@@ -173,6 +175,10 @@ class Trainer:
         """
         if nonfinite_data not in NONFINITE_CHOICES:
             raise ValueError(f"nonfinite_data must be one of {list(NONFINITE_CHOICES)}, got {nonfinite_data!r}")
+        if backend is None:
+            backend = config.backend()
+        if dtype is None:
+            dtype = config.floatx()
         if dtype in HALF_DTYPES:
             raise ValueError(f"dtype={dtype!r} would keep the weights themselves in {dtype}; to compute in {dtype} "
                              f"with float32 weights, compile with dtype_policy='mixed_{dtype}'")

@@ -1,8 +1,8 @@
-"""``NumpyBackend``: unidl's reference backend, NumPy arrays plus the tape in ``autodiff``.
+"""``NumpyBackend``: unidl's reference backend, NumPy arrays plus the tape in ``tape``.
 
 It runs in float32 or float64 and its gradients are checked against finite
 differences, so the other backends are checked against it. Each primitive is
-the function of the same name in ``autodiff`` (forward and backward side by
+the function of the same name in ``tape`` (forward and backward side by
 side); this class adds conversion, variables and the two autodiff entry points.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 
 from unidl.backend import Backend, BackendError
 
-from . import autodiff as ad
-from .autodiff import Tensor
+from . import tape as ad
+from .tape import Tensor
 
 
 def _detach_tree(tree: Any) -> Any:
@@ -56,7 +56,7 @@ def _to_common(a, b, compute_dtype: str):
 
 
 class NumpyBackend(Backend):
-    """NumPy + reverse-mode tape. Tensors are ``unidl_numpy.autodiff.Tensor``; CPU only."""
+    """NumPy + reverse-mode tape. Tensors are ``unidl_numpy.tape.Tensor``; CPU only."""
 
     name = "numpy"
     framework = "numpy"
@@ -95,7 +95,7 @@ class NumpyBackend(Backend):
     def dtype_of(self, x: Any) -> str:
         return x.data.dtype.name if type(x) is Tensor else np.asarray(x).dtype.name
 
-    # --------------------------------------- primitives: one rule each, in autodiff
+    # --------------------------------------- primitives: one rule each, in tape.py
     cast = staticmethod(ad.cast)
     add = _promoting(ad.add)
     subtract = _promoting(ad.subtract)

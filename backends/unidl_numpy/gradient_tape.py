@@ -5,8 +5,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import autodiff as ad
-from .autodiff import Tensor
+from . import tape as ad
+from .tape import Tensor
 
 
 class NumpyGradientTape:

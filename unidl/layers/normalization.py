@@ -142,7 +142,8 @@ class BatchNormalization(Layer):
     def _update_moving(self, variable, batch_value) -> None:
         # moving = m * moving + (1 - m) * batch, with no gradient history kept by any backend
         new = ops.add(ops.multiply(variable, self.momentum), ops.multiply(batch_value, 1.0 - self.momentum))
-        ops.current_backend().assign(variable.value, ops.stop_gradient(new))
+        backend = ops.current_backend_or_none() or variable.backend or ops.current_backend()
+        backend.assign(variable.value, ops.stop_gradient(new))
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
