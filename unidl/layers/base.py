@@ -25,11 +25,18 @@ from ..naming import check_kwargs, snake_case
 from ..precision import cast_floats
 from ..registry import reference_backend
 from ..symbolic import SymbolicTensor, call_symbolic, is_symbolic
+from ..utils.random_seed import default_seed
 from ..variables import TrainableFlag, Variable, structure_changed
 
 Shape = tuple  # of int | None, batch axis first
 
 _BASE_KWARGS = ("name", "trainable", "input_shape", "input_dim", "batch_size", "dtype")
+
+
+def provisional_rng() -> np.random.Generator:
+    """The generator of a layer built outside any model: ``set_random_seed``'s next seed (so a
+    seeded script is reproducible), else fresh entropy. A model adopting the layer redraws from its own."""
+    return np.random.default_rng(default_seed())
 
 
 class LayerShapeError(ValueError):
@@ -160,7 +167,7 @@ class Layer:
         else:
             # Without a model's generator (a layer called outside any model), draw provisionally:
             # the model that later adopts the layer redraws these from its own seed.
-            rng = self._rng if self._rng is not None else np.random.default_rng()
+            rng = self._rng if self._rng is not None else provisional_rng()
             initial = np.asarray(init(shape, rng), dtype=np.float64)
         variable = Variable(initial, f"{self.name}/{name}", trainable=trainable,
                             regularizer=regularizers.get(regularizer))
@@ -315,12 +322,21 @@ class Layer:
                 w.name = name + w.name[len(old):]
 
     def redraw_unseeded(self, rng: np.random.Generator) -> None:
-        """Redraw weights created without a model's generator from ``rng`` (same seed, same weights)."""
+        """Redraw what was drawn without a model's generator from ``rng`` (same seed, same weights):
+        this layer's weights and random streams, then its sublayers' (a custom layer called before
+        its model existed built its Dense and Dropout sublayers provisionally)."""
         self._rng = rng
         for w in self._weights:
             if not w.seeded and w.initializer is not None:
                 w.assign(np.asarray(w.initializer(w.shape, rng), dtype=np.float64))
                 w.seeded = True
+        self.redraw_streams(rng)
+        for sub in self._sublayers():
+            if sub._rng is None or sub._rng is not rng:
+                sub.redraw_unseeded(rng)
+
+    def redraw_streams(self, rng: np.random.Generator) -> None:
+        """Re-derive random streams (Dropout's masks) drawn provisionally; the default has none."""
 
     # Masks (Keras's): a layer that keeps its input's timesteps aligned passes a mask through
     # (``supports_masking``); ``compute_mask`` gives the mask of its output. Functional and

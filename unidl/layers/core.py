@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import activations, initializers, ops, regularizers
-from .base import Layer, Shape
+from .base import Layer, Shape, provisional_rng
 
 
 class Dense(Layer):
@@ -165,8 +165,14 @@ class Dropout(Layer):
         if self.seed is not None:
             self._mask_rng = np.random.default_rng(self.seed)
         else:
-            parent = self._rng if self._rng is not None else np.random.default_rng()
+            parent = self._rng if self._rng is not None else provisional_rng()
             self._mask_rng = np.random.default_rng(parent.integers(2**63))
+        self._mask_provisional = self.seed is None and self._rng is None
+
+    def redraw_streams(self, rng: np.random.Generator) -> None:
+        if getattr(self, "_mask_provisional", False):  # built outside a model: the model's seed decides
+            self._mask_rng = np.random.default_rng(rng.integers(2**63))
+            self._mask_provisional = False
 
     def call(self, inputs, training: bool = False):
         if not training or self.rate == 0.0:
