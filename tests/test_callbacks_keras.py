@@ -85,7 +85,10 @@ def test_tensorboard_epoch_scalars_in_train_and_validation_runs(tmp_path, writer
                         callbacks=[TensorBoard(logs, writer=writer)])
     train, validation = read_events(str(logs / "train")), read_events(str(logs / "validation"))
     assert set(train["scalars"]) == {"epoch_loss", "epoch_mae", "epoch_learning_rate"}
-    assert set(validation["scalars"]) == {"epoch_loss", "epoch_mae"}  # val_ stripped, as Keras does
+    # val_ stripped, as Keras does; validation runs the on_test_* hooks too, so (as in Keras) the
+    # evaluation_*_vs_iterations scalars of on_test_end are there as well
+    assert set(validation["scalars"]) == {"epoch_loss", "epoch_mae", "evaluation_loss_vs_iterations",
+                                          "evaluation_mae_vs_iterations"}
     for events, prefix in ((train, ""), (validation, "val_")):
         for name in ("loss", "mae"):
             assert steps(events, f"epoch_{name}") == [0, 1, 2]

@@ -582,8 +582,8 @@ def test_a_wrong_fused_adam_kernel_fails_fused_adam(reference):
 
 def test_a_wrong_compile_step_fails_compiled(reference):
     def compile_step(self, step):
-        def run(x, y, sample_weight, scalars):  # "optimizes" by doubling every learning rate
-            return step(x, y, sample_weight, {k: 2 * v for k, v in scalars.items()})
+        def run(scalars, data):  # "optimizes" by doubling every learning rate
+            return step([{k: 2 * v for k, v in s.items()} for s in scalars], data)
         return run
 
     backend = _numpy_subclass(reference, "wrong_compile", compile_step=compile_step)(dtype="float64")

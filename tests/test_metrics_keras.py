@@ -589,10 +589,31 @@ def test_compiled_model_logs_keras_metrics_on_its_predictions(backend, keras):
 
     for name, make in (("auc", lambda: keras.metrics.AUC()), ("accuracy", lambda: keras.metrics.BinaryAccuracy()),
                        ("precision", lambda: keras.metrics.Precision())):
-        assert history.history[name][-1] == pytest.approx(keras_value(make(), True), rel=FORWARD_F32.rtol,
+        # As in Keras (checked with keras 3 on torch): compile's metrics ignore sample_weight.
+        assert history.history[name][-1] == pytest.approx(keras_value(make(), False), rel=FORWARD_F32.rtol,
                                                           abs=FORWARD_F32.atol), name
         assert evaluated[name] == pytest.approx(keras_value(make(), False), rel=FORWARD_F32.rtol,
                                                 abs=FORWARD_F32.atol), name
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_weighted_metrics_use_sample_weight_and_metrics_do_not(backend):
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    y = (x[:, :1] + rng.normal(size=(50, 1)) > 0).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, 50).astype(np.float32)
+    model = unidl.Sequential([layers.Dense(4, activation="tanh", input_shape=(4,)),
+                              layers.Dense(1, activation="sigmoid")], seed=1)
+    model.compile(optimizer=unidl.optimizers.SGD(0.0), loss="binary_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy"], backend=backend)
+    history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, sample_weight=w)
+    pred = model.predict(x, verbose=0)
+    plain, weighted = keras.metrics.BinaryAccuracy(), keras.metrics.BinaryAccuracy()
+    plain.update_state(y, pred)
+    weighted.update_state(y, pred, sample_weight=w)
+    assert history.history["accuracy"][-1] == pytest.approx(float(plain.result()), rel=FORWARD_F32.rtol)
+    assert history.history["weighted_accuracy"][-1] == pytest.approx(float(weighted.result()), rel=FORWARD_F32.rtol)
 
 
 def test_one_metric_instance_serves_each_output_of_a_multi_output_model_separately():

@@ -123,6 +123,6 @@ def test_numpy_randomness_in_a_traced_step_is_reported():
     model.compile(optimizer="sgd", loss="mse", backend="tensorflow")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(np.zeros((8, 3)), np.zeros((8, 1)), verbose=0)
+        model.fit(np.zeros((8, 3)), np.zeros((8, 1)), batch_size=4, verbose=0)  # the first step runs eagerly
     assert any("NumPy's global random generator was used while a step was traced" in str(w.message)
                for w in caught)

@@ -424,7 +424,7 @@ def test_predict_and_evaluate_run_one_traced_graph_with_eager_numbers():
                                   layers.Dense(3, activation="softmax")], seed=0)
         model.compile(loss="categorical_crossentropy", backend="tensorflow", dtype="float64", jit_compile=jit)
         results[jit] = (model.predict(x, batch_size=16), model.evaluate(x, y, batch_size=16, verbose=0))
-        traced = [f for f in model._inference_functions.values() if f.__name__ == "run"]
-        assert len(traced) == (0 if jit is False else 2)  # compile_step's runner, once per purpose
+        steps = [model.predict_function, model.test_function]
+        assert sum(f.is_compiled for f in steps) == (0 if jit is False else 2)  # once per purpose
     np.testing.assert_allclose(results["auto"][0], results[False][0], rtol=FORWARD_F64.rtol, atol=FORWARD_F64.atol)
     np.testing.assert_allclose(results["auto"][1], results[False][1], rtol=FORWARD_F64.rtol)

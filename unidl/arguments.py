@@ -44,6 +44,10 @@ _CHECKS: dict[Any, tuple[Callable[[Any], bool], str]] = {
     bool: (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     str: (lambda v: isinstance(v, str), "a string"),
     typing.Sequence[int]: (_is_int_sequence, "a tuple of integers"),
+    # a sample shape whose sizes may be unknown (None): sequences of any length
+    typing.Sequence[typing.Optional[int]]: (lambda v: isinstance(v, (list, tuple)) and
+                                            all(d is None or _is_int(d) for d in v),
+                                            "a tuple of integers (None for a size known only at run time)"),
     tuple[int, ...]: (_is_int_sequence, "a tuple of integers"),
 }
 

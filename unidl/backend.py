@@ -488,14 +488,17 @@ class Backend:
         unidl hands over each step function once and then calls the result many times,
         always with the same structure of arguments:
 
-        * the train step of ``fit``: ``step(x, y, sample_weight, scalars)``;
-        * inference steps: ``step(x)`` (predict) and ``step(x, y, sample_weight)`` (evaluate);
-        * custom steps (``unidl.function``): ``step(scalars_list, *args)``, one ``scalars``
-          dict per optimizer the step applies, then the user's own arguments.
+        * the steps of ``fit``, ``evaluate`` and ``predict``: ``step(scalars_list, data)``, where
+          ``data`` is the batch as the model's ``train_step``/``test_step``/``predict_step``
+          receives it (``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``);
+        * custom steps (``unidl.function``): ``step(scalars_list, *args)``, then the user's own
+          arguments.
 
-        ``x`` and ``y`` are backend tensors, or lists/dicts of them, whose batch size may
-        change (the last batch); ``sample_weight`` may be None. ``scalars`` maps names
-        ("lr", "lr_t"...) to **Python floats** that change from call to call (a learning-rate
+        ``scalars_list`` holds one ``scalars`` dict per optimizer the step applies (none for
+        inference). ``x`` and ``y`` are backend tensors, or lists/dicts of them, whose batch size
+        may change (the last batch); ``sample_weight`` may be None. A step returns tensors in
+        tuples, lists or dicts (a train step returns its logs, ``{"loss": ..., "accuracy": ...}``).
+        ``scalars`` maps names ("lr", "lr_t"...) to **Python floats** that change from call to call (a learning-rate
         schedule, Adam's bias corrections). Feed each one to the compiled program as a
         traced input. A program with the value baked in as a constant is wrong from the next
         call on, and one program (or one new framework constant) per value seen keeps
@@ -504,8 +507,8 @@ class Backend:
         ``step`` reads and assigns variables (weights, optimizer slots, BatchNormalization's
         moving statistics), possibly of several models each compiled on its own instance of
         this backend (a GAN in one ``unidl.function``): the compiled step must read the
-        current values of all of them and leave its new values in them. It returns a
-        (nested) tuple of tensors.
+        current values of all of them and leave its new values in them. It returns
+        (nested) tensors, as above.
 
         The first call of a ``unidl.function`` runs eagerly, in unidl, never through this
         method: that call creates the optimizers' slots and notes which optimizers the step

@@ -185,19 +185,68 @@ def _check_layer_inputs(model, arrays: list[np.ndarray], argument: str) -> None:
 
 
 def prepare_y(model, y, n: int, losses: list) -> list[np.ndarray]:
-    """Checked label arrays (flat list, one per output), each fixed up by its loss."""
+    """Checked label arrays (flat list, one per output), each fixed up by its loss (a model compiled
+    without a loss, whose loss comes from add_loss, gets its targets unchecked)."""
     if y is None:
         raise DataError("y is missing: fit and evaluate need targets")
     outputs = _shape_list(model.output_shape)
     arrays = _structured(y, len(outputs), "y", _names(model, "output_keys"))
     check_finite(model, arrays, "y")  # before the loss's label checks, which NaN would confuse
     checked = []
-    for a, (loss, _), shape in zip(arrays, losses, outputs):
+    for i, (a, shape) in enumerate(zip(arrays, outputs)):
         if len(a) != n:
             raise DataError(f"x and y must have the same number of samples, got {n} and {len(a)}")
-        a = loss.check_labels(a, shape)
+        if i < len(losses):
+            a = losses[i][0].check_labels(a, shape)
         checked.append(a.astype(model.backend.dtype) if a.dtype.kind in "fb" else a)
     return checked
+
+
+def raw_array_data(model, x, y=None, sample_weight=None) -> "ArrayData":
+    """Arrays for a model that takes its data as given (a custom ``train_step`` and no ``call`` to check
+    shapes against): numeric, the same number of samples each; floats in the model's dtype."""
+    def arrays(value, argument):
+        parts = list(value.values()) if isinstance(value, dict) else \
+            list(value) if isinstance(value, (list, tuple)) else [value]
+        out = [as_numeric_array(_as_array(v, argument, i), argument) for i, v in enumerate(parts)]
+        check_finite(model, out, argument)
+        return [a.astype(model.backend.dtype) if a.dtype.kind == "f" else a for a in out]
+
+    xs = arrays(x, "x")
+    ys = None if y is None else arrays(y, "y")
+    counts = {len(a) for a in xs + (ys or [])}
+    if len(counts) != 1:
+        raise DataError(f"x and y need the same number of samples per array, got {sorted(counts)}")
+    if not counts or counts == {0}:
+        raise DataError("x is empty: there is nothing to train or evaluate on")
+    weights = None if sample_weight is None else \
+        as_numeric_array(sample_weight, "sample_weight").astype(model.backend.dtype)
+    return ArrayData(xs, ys, weights)
+
+
+def pack_x_y_sample_weight(x, y=None, sample_weight=None):
+    """One batch as a step receives it (Keras's ``pack_x_y_sample_weight``): ``x`` alone when there are
+    no targets (wrapped in a 1-tuple when it is itself a list or tuple), else ``(x, y)`` or
+    ``(x, y, sample_weight)``."""
+    if y is None:
+        return (x,) if isinstance(x, (list, tuple)) else x
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
+def unpack_x_y_sample_weight(data):
+    """``(x, y, sample_weight)`` of a step's ``data``, None for what is absent (Keras's
+    ``unpack_x_y_sample_weight``)."""
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return data, None, None
+    if len(data) == 1:
+        return data[0], None, None
+    if len(data) == 2:
+        return data[0], data[1], None
+    if len(data) == 3:
+        return data[0], data[1], data[2]
+    raise ValueError(f"data must be x, (x,), (x, y) or (x, y, sample_weight); got a tuple of {len(data)}")
 
 
 def prepare_weights(model, n: int, y: list[np.ndarray], sample_weight=None, class_weight=None):
@@ -277,13 +326,13 @@ class ArrayData:
 class IterableData:
     """Batches drawn from a user iterable; each batch is checked like array data."""
 
-    def __init__(self, model, source, steps_per_epoch: int | None, losses=None):
+    def __init__(self, model, source, steps_per_epoch: int | None, losses=None, raw: bool = False):
         if steps_per_epoch is not None and (not isinstance(steps_per_epoch, (int, np.integer))
                                             or steps_per_epoch <= 0):
             raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
         # losses() -> the model's per-output losses, asked once the model is built (None: no labels)
         self.model, self.source, self.steps_per_epoch = model, source, steps_per_epoch
-        self.losses = losses
+        self.losses, self.raw = losses, raw
         self._iterator = iter(source) if isinstance(source, collections.abc.Iterator) else None
         self.exhausted = False
 
@@ -304,15 +353,19 @@ class IterableData:
 
     def _check(self, item, step: int) -> tuple:
         item = _as_numpy_batch(item)
-        if self.losses is None and not isinstance(item, tuple):
-            item = (item,)  # predict: a batch may be the inputs alone, as in Keras
+        if not isinstance(item, tuple):
+            item = (item,)  # a batch may be the inputs alone (predict, a model needing no targets), as in Keras
         if not isinstance(item, (tuple, list)) or len(item) not in (1, 2, 3):
             raise DataError(f"batch {step} of the data iterable must be (x, y) or (x, y, sample_weight), "
                             f"got {type(item).__name__}")
         x, y, w = (list(item) + [None, None])[:3]
+        if self.raw:  # a custom train_step without call(): its data as given
+            data = raw_array_data(self.model, x, y, w)
+            return (pack_batch(data.x), None if data.y is None else pack_batch(data.y), data.weights)
         xs = prepare_x(self.model, x)
         n = len(xs[0])
-        ys = None if self.losses is None else prepare_y(self.model, y, n, self.losses())
+        losses = None if self.losses is None else self.losses()
+        ys = None if losses is None or (y is None and not losses) else prepare_y(self.model, y, n, losses)
         weights = prepare_weights(self.model, n, ys, w) if ys is not None else None
         return pack_batch(xs), None if ys is None else pack_batch(ys), weights
 

@@ -18,8 +18,8 @@ arguments*. This mixin bridges the two, once for every such framework:
    and out of the compiled program (a variable read but not passed in would be frozen
    into it as a constant), so a step may train several models, each compiled on its
    own backend instance. The step's arguments, Python-float ``scalars`` included, are
-   traced inputs. The first call runs eagerly, so that what the step creates (optimizer
-   slots) exists before any trace.
+   traced inputs. unidl runs the first call of a step eagerly (``unidl.stepping``), so that
+   what the step creates (optimizer slots, metric state) exists before any trace.
 
 A backend lists the mixin before ``Backend`` and supplies the two framework calls::
 
@@ -193,18 +193,17 @@ class ImmutableArrays:
 
         One program serves the variables alive when it was built; it is rebuilt when
         variables are created or freed. The program is the framework's to cache per
-        argument shapes. The first call runs eagerly.
+        argument shapes. unidl runs the first call of every step eagerly before it asks
+        for this (``unidl.stepping``), so the variables a step creates (optimizer slots,
+        metric state) exist before the first trace.
         """
         if type(self).jit is ImmutableArrays.jit:  # no compiler: Backend's default, eager steps
             return step
         program: Callable | None = None
         program_holders: tuple[VariableHolder, ...] = ()
-        calls = itertools.count()
 
         def run(*args):
             nonlocal program, program_holders
-            if next(calls) == 0:
-                return step(*args)
             holders = tuple(self._live_holders().values())
             if program is None or holders != program_holders:
                 program, program_holders = self.jit(_pure_step(step, holders)), holders

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import exporting, saving
+from . import config, exporting, saving
 from .functional import Graph
 from .layers.base import InputLayer, Layer, Shape, _as_shape
 from .naming import UniqueNames, snake_case
@@ -226,13 +226,17 @@ class Model(Trainer, Layer):
             if not self.built:
                 self.ensure_built(map_structure(lambda x: (None, *bound.shape(x)[1:]), inputs))
             return self.run_with_policy(lambda: as_layer(inputs))
-        if self.backend is None:
-            raise NotCompiledError(f"model {self.name!r} is not bound to a backend; call "
-                                   "model.compile(..., backend=...) first")
-        with use_backend(self.backend):
-            inputs = map_structure(lambda x: self.backend.convert(x) if isinstance(x, np.ndarray) else x, inputs)
+        # Its compiled backend; not compiled (Keras's eager style: model(x) in a custom loop), the
+        # backend bound here, else the weights' own, else the default (unidl.config.backend()).
+        backend = self.backend or bound or _weights_backend(self) or config.default_backend()
+        with use_backend(backend):
+            inputs = map_structure(lambda x: backend.convert(x) if _is_host_array(x) else x, inputs)
             if not self.built:
-                self.ensure_built(map_structure(lambda x: (None, *self.backend.shape(x)[1:]), inputs))
+                self.ensure_built(map_structure(lambda x: (None, *backend.shape(x)[1:]), inputs))
+            if self.backend is None:
+                for w in self.weights:
+                    if w.backend is None:
+                        w.bind(backend)
             return self.run_with_policy(lambda: as_layer(inputs))
 
     def clone(self) -> "Model":
@@ -392,8 +396,20 @@ class _GraphConfig:
                    seed=self.config.get("seed"), trainable=self.config.get("trainable", True))
 
 
+def _is_host_array(x) -> bool:
+    return isinstance(x, (np.ndarray, np.generic))
+
+
 def _has_numpy(inputs) -> bool:
-    return any(isinstance(x, np.ndarray) for x in flatten(inputs))
+    return any(_is_host_array(x) for x in flatten(inputs))
+
+
+def _weights_backend(model):
+    """The backend the model's weights are bound to (a model run before by hand), else None."""
+    for w in model.weights:
+        if w.backend is not None:
+            return w.backend
+    return None
 
 
 class Sequential(Model):

@@ -49,12 +49,12 @@ import contextvars
 import linecache
 import sys
 import types
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from . import config, geometry
-from .backend import COMPOSITES, DERIVED, OPTIONAL, PRIMITIVES, Backend, _dtype_kind, _dtype_name
+from . import config
+from .backend import DERIVED, OPTIONAL, PRIMITIVES, Backend, _dtype_kind, _dtype_name
 from .registry import get_backend
 from .variables import Variable
 
@@ -781,12 +781,12 @@ def identity(n: int, dtype: str | None = None):
     """identity(n, dtype=None)
 
     The n x n identity matrix."""
-    return eye(n, dtype=dtype)
+    return eye(n, dtype=dtype)  # noqa: F821 (generated above)
 
 
 # Keras's other names for the same ops (and the backend method's name for dtype)
 dtype_of = dtype
-true_divide = divide
+true_divide = divide  # noqa: F821 (generated above)
 absolute = globals()["abs"]
 
 
@@ -804,14 +804,14 @@ def amin(x, axis=None, keepdims: bool = False):
     return min(x, axis=axis, keepdims=keepdims)
 
 
-swish = silu
+swish = silu  # noqa: F821 (generated above)
 
 
 def reciprocal(x):
     """reciprocal(x)
 
     1 / x."""
-    return divide(1.0, x)
+    return divide(1.0, x)  # noqa: F821 (generated above)
 
 
 # ------------------------------------------------ keras.ops's neural-network ops

@@ -19,12 +19,16 @@ class ProgressBar:
     def format_logs(logs: dict) -> str:
         return " - ".join(f"{k}: {_format_value(v)}" for k, v in logs.items())
 
-    def update(self, step: int, logs: dict[str, float]) -> None:
+    def update(self, step: int, logs) -> None:
+        """Step ``step`` done; ``logs`` is a dict, or a function returning one, called only to redraw
+        (reading a step's logs waits for the device: the loop passes a function)."""
         self.done = step
         now = time.perf_counter()
         if not self.live or (now - self._last_draw < 0.05 and step != self.steps):
             return
         self._last_draw = now
+        if callable(logs):
+            logs = logs()
         if self.steps:
             width = 30
             filled = int(width * step / self.steps)

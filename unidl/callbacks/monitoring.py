@@ -46,10 +46,17 @@ def _set_learning_rate(optimizer, value, where: str) -> None:
     optimizer.learning_rate = float(value)
 
 
+# Relative: a change of a monitored value below this is float32 summation order, not learning.
+ROUNDING = 1e-6
+
 class EarlyStopping(Callback):
     """Stops training when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     ``restore_best_weights=True`` puts back the weights of the best epoch at the end.
+
+    A change within float32 rounding of the best value (relative 1e-6, a few units in the last
+    place) is not an improvement: metrics accumulate in float32 on the device, and the same
+    losses summed in another (shuffled) order differ in their last bits.
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
@@ -74,7 +81,8 @@ class EarlyStopping(Callback):
         self.best_weights, self.best_epoch = None, 0
 
     def _improved(self, value: float) -> bool:
-        return self.sign * (value - self.best) < -self.min_delta
+        noise = ROUNDING * abs(self.best) if math.isfinite(self.best) else 0.0
+        return self.sign * (value - self.best) < -max(self.min_delta, noise)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -204,7 +212,8 @@ class ReduceLROnPlateau(Callback):
         self._reset()
 
     def _improved(self, value: float) -> bool:
-        return self.sign * (value - self.best) < -self.min_delta
+        noise = ROUNDING * abs(self.best) if math.isfinite(self.best) else 0.0
+        return self.sign * (value - self.best) < -max(self.min_delta, noise)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}

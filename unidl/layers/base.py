@@ -33,6 +33,23 @@ Shape = tuple  # of int | None, batch axis first
 _BASE_KWARGS = ("name", "trainable", "input_shape", "input_dim", "batch_size", "dtype")
 
 
+# The add_loss terms of the forward pass in progress (a list), None outside any layer call.
+_LOSS_SCOPE: contextvars.ContextVar[list | None] = contextvars.ContextVar("unidl_loss_scope", default=None)
+
+
+@contextlib.contextmanager
+def collect_losses(owner: "Layer") -> Iterator[list]:
+    """Collect the add_loss terms of a forward pass run inside (the trainer's steps use it); they
+    become ``owner.losses`` afterwards, as after ``owner(x)``."""
+    added: list = []
+    token = _LOSS_SCOPE.set(added)
+    try:
+        yield added
+    finally:
+        _LOSS_SCOPE.reset(token)
+        owner.__dict__["_added_losses"] = added
+
+
 def provisional_rng() -> np.random.Generator:
     """The generator of a layer built outside any model: ``set_random_seed``'s next seed (so a
     seeded script is reproducible), else fresh entropy. A model adopting the layer redraws from its own."""
@@ -157,11 +174,48 @@ class Layer:
         self._config_args: dict[str, Any] = {}
 
     # ------------------------------------------------------------ weights
-    def add_weight(self, name: str, shape: Sequence[int], initializer="glorot_uniform",
-                   regularizer=None, trainable: bool = True) -> Variable:
-        """Create a weight drawn from the model's seeded generator."""
+    def add_weight(self, *args: Any, shape: Sequence[int] | None = None, initializer=None, dtype=None,
+                   trainable: bool = True, autocast: bool = True, regularizer=None, constraint=None,
+                   aggregation: str = "none", name: str | None = None, **kwargs: Any) -> Variable:
+        """Create a weight drawn from the model's seeded generator (Keras 3's signature).
+
+        ``add_weight(shape=(3, 4), initializer="random_normal", trainable=True)`` as in Keras 3, or
+        positionally ``add_weight(shape, initializer, ...)``; unidl's own layers (and Keras 2 code)
+        pass the name first: ``add_weight("kernel", (3, 4), "glorot_uniform", regularizer)``.
+        ``initializer`` defaults to "glorot_uniform"; ``name`` to "variable", "variable_1"...
+        ``dtype`` and ``autocast`` are accepted for compatibility: weights are stored in the
+        backend's dtype and read in the compute dtype under a mixed-precision policy.
+        """
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.add_weight() got unexpected arguments {sorted(kwargs)}")
+        given = dict(shape=shape, initializer=initializer, dtype=dtype, trainable=trainable,
+                     regularizer=regularizer, name=name)
+        order = (("name", "shape", "initializer", "regularizer", "trainable") if args and isinstance(args[0], str)
+                 else ("shape", "initializer", "dtype", "trainable", "autocast", "regularizer", "constraint",
+                       "aggregation", "name"))
+        if len(args) > len(order):
+            raise TypeError(f"add_weight() takes at most {len(order)} positional arguments, got {len(args)}")
+        given.update(zip(order, args))
+        if given.get("constraint", constraint) is not None:
+            raise NotImplementedError(f"{type(self).__name__}.add_weight(constraint=...): weight constraints "
+                                      "are not supported yet; clip the weights in a callback instead")
+        if given["shape"] is None:
+            given["shape"] = ()
+        return self._new_weight(given["name"], given["shape"],
+                                "glorot_uniform" if given["initializer"] is None else given["initializer"],
+                                given["regularizer"], bool(given["trainable"]))
+
+    def _new_weight(self, name: str | None, shape, initializer, regularizer, trainable: bool) -> Variable:
         init = initializers.get(initializer)
-        shape = tuple(int(d) for d in shape)
+        try:
+            shape = tuple(int(d) for d in (shape if isinstance(shape, (list, tuple)) else (shape,)))
+        except (TypeError, ValueError):
+            raise TypeError(f"{type(self).__name__}.add_weight(): shape must be a tuple of integers, "
+                            f"got {shape!r}") from None
+        if name is None:
+            taken = {w.name.rsplit("/", 1)[-1] for w in self._weights}
+            name = next(n for n in ("variable", *(f"variable_{i}" for i in range(1, len(taken) + 2)))
+                        if n not in taken)
         if _DEFERRED_VALUES.get():  # rebuilt for loading: the file provides the values
             initial = np.broadcast_to(np.zeros((), np.float64), shape)
         else:
@@ -176,6 +230,23 @@ class Layer:
         self._weights.append(variable)
         structure_changed()
         return variable
+
+    # ------------------------------------------------------------ add_loss
+    def add_loss(self, loss) -> None:
+        """Add a loss term computed in ``call`` (an activity penalty, a KL term): ``fit`` adds every
+        term added during the forward pass to the compiled loss, as Keras does. Read them with
+        ``model.losses`` after a call."""
+        scope = _LOSS_SCOPE.get()
+        if scope is None:  # called outside any forward pass: kept on the layer until the next call
+            self.__dict__.setdefault("_added_losses", []).append(loss)
+        else:
+            scope.append(loss)
+
+    @property
+    def losses(self) -> list:
+        """The terms ``add_loss`` added during the last call (sublayers' included), then the weight
+        regularization penalties: what ``fit`` adds to the compiled loss."""
+        return [*self.__dict__.get("_added_losses", []), *self.regularization_losses()]
 
     trainable = TrainableFlag()  # whether the optimizer updates this layer's weights
 
@@ -375,6 +446,9 @@ class Layer:
         if self.autocast_inputs and self._weights and backend is not None:
             inputs = _integers_as_floats(backend, inputs)
         token = _TRAINING.set(training)
+        # The outermost call collects what add_loss adds anywhere below it (see ``losses``).
+        outermost = _LOSS_SCOPE.get() is None
+        scope_token = _LOSS_SCOPE.set([]) if outermost else None
         try:
             if backend is not None and backend.autocast:  # a mixed-precision compute twin
                 if self.compute_in_float32:
@@ -384,6 +458,9 @@ class Layer:
             return self.call(inputs, *args, **kwargs)
         finally:
             _TRAINING.reset(token)
+            if outermost:
+                self.__dict__["_added_losses"] = _LOSS_SCOPE.get()
+                _LOSS_SCOPE.reset(scope_token)
 
     def _build_on_first_call(self, inputs, backend, args: tuple = (), kwargs: dict | None = None) -> None:
         """Build for the inputs' shape the first time; check it afterwards; put new weights on ``backend``."""
@@ -557,7 +634,7 @@ class InputLayer(Layer):
     same as passing ``input_shape=(28, 28, 1)`` to the first real layer.
     """
 
-    def __init__(self, shape: Sequence[int], name: str | None = None, **kwargs: Any):
+    def __init__(self, shape: Sequence[int | None], name: str | None = None, **kwargs: Any):
         super().__init__(name=name, input_shape=tuple(shape), **kwargs)
         self.shape = tuple(shape)
 

@@ -44,7 +44,7 @@ from .functions import (accuracy, binary_accuracy, binary_crossentropy, categori
                         top_k_categorical_accuracy)
 from .iou import IoU, BinaryIoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from .reduction import (Accuracy, BinaryAccuracy, BinaryCrossentropy, CategoricalAccuracy, CategoricalCrossentropy,
-                        CategoricalHinge, CosineSimilarity, Hinge, HostMean, KLDivergence, LogCoshError, Mean,
+                        CategoricalHinge, CosineSimilarity, Hinge, KLDivergence, LogCoshError, Mean,
                         MeanAbsoluteError, MeanAbsolutePercentageError, MeanMetricWrapper, MeanSquaredError,
                         MeanSquaredLogarithmicError, Poisson, R2Score, RootMeanSquaredError, SparseCategoricalAccuracy,
                         SparseCategoricalCrossentropy, SparseTopKCategoricalAccuracy, SquaredHinge, Sum,

@@ -12,9 +12,9 @@ Where the state lives
     full-precision backend behind it, so totals never accumulate in half
     precision. Used again under a different backend (another framework, dtype or
     device), the state moves there with its values. Used outside any backend
-    context, a metric runs on the backend its state is bound to, else on the NumPy
-    reference backend in ``metric.dtype`` (float32 unless given), as Keras runs on
-    its default backend.
+    context, a metric runs on the backend its state is bound to, else on unidl's
+    default backend (``unidl.config``: NumPy unless chosen) in ``metric.dtype``
+    (float32 unless given), as Keras runs on its default backend.
 
 What ``result()`` returns
     Inside a backend context: a tensor of that backend (a scalar for most
@@ -36,7 +36,6 @@ import numpy as np
 from .. import initializers
 from .. import ops
 from ..naming import snake_case
-from ..registry import reference_backend
 from ..variables import Variable
 
 # Keras's ``backend.epsilon()``: the fuzz factor its metric formulas use.
@@ -81,6 +80,15 @@ def _on_state_backend(method):
 
     run._runs_on_state_backend = True
     return run
+
+
+def _default_backend(dtype: str):
+    """unidl.config's default backend, in ``dtype`` when that is not its float dtype."""
+    from .. import config
+    from ..registry import get_backend
+    dtype = dtype if dtype in ("float32", "float64") else "float32"
+    default = config.default_backend()
+    return default if default.dtype == dtype else get_backend(default.name, dtype=dtype)
 
 
 def _tensors(args):
@@ -204,9 +212,8 @@ class Metric:
             backend = current.full_precision or current
         else:
             backend = next((v.backend for v in variables if v.backend is not None), None)
-            if backend is None:
-                backend = reference_backend(dtype=self._dtype if self._dtype in ("float32", "float64")
-                                            else "float32")
+            if backend is None:  # Keras runs on its default backend; so does unidl (NumPy unless chosen)
+                backend = _default_backend(self._dtype)
         for v in variables:
             if v.backend is None or (v.backend is not backend and not _same_backend(v.backend, backend)):
                 v.bind(backend)

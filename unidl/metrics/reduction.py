@@ -273,35 +273,6 @@ class RootMeanSquaredError(Mean):
         return cls(**config)
 
 
-class HostMean:
-    """A running weighted mean of host numbers in float64, with Metric's interface but no backend state.
-
-    The training loop's loss tracker: each batch's loss is already a Python float (the loop
-    checks it for NaN and hands it to callbacks), so summing it on the host costs nothing
-    and keeps the epoch loss independent of batch order to float64 precision; a float32
-    ``Mean`` would move in its last bit from epoch to epoch as shuffled batches are summed
-    in another order (enough for EarlyStopping to see an "improvement").
-    """
-
-    def __init__(self, name: str = "mean"):
-        self.name = name
-        self.variables: list = []
-        self.reset_state()
-
-    def reset_state(self) -> None:
-        self.total, self.count = 0.0, 0.0
-
-    def update_state(self, value: float, sample_weight: float = 1.0) -> None:
-        self.total += float(value) * float(sample_weight)
-        self.count += float(sample_weight)
-
-    def result(self) -> float:
-        return self.total / self.count if self.count else float("nan")
-
-    def __repr__(self) -> str:
-        return f"<HostMean name={self.name}: {self.result():.4g}>"
-
-
 class R2Score(Metric):
     """Coefficient of determination ``1 - SS_res / SS_tot`` per output column, over everything seen.
 
