@@ -449,6 +449,11 @@ class Backend:
         """Overwrite ``variable`` in place with ``value`` (same shape). Not differentiated."""
         raise self._missing("assign")
 
+    def assign_add(self, variable: Tensor, value: Tensor | float) -> None:
+        """``variable += value`` in place (metric totals, counters). The default assigns the sum;
+        a backend may do it in one kernel (torch's ``add_``)."""
+        self.assign(variable, self.add(variable, value))
+
     def value_and_grad(self, fn: Callable[[], tuple[Tensor, Any]],
                        variables: Sequence[Tensor]) -> tuple[Tensor, Any, list]:
         """Run ``fn()`` and differentiate its first result with respect to ``variables``.

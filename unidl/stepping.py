@@ -17,13 +17,52 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable
 
 from .backend import FrozenRandomnessError
 from .metrics import _host_value
 from .optimizers import recording_applies, scalars_from
 
-__all__ = ["StepFunction", "LogReader"]
+__all__ = ["StepFunction", "LogReader", "DeferredLogs"]
+
+
+class DeferredLogs(MutableMapping):
+    """A step's ``{name: metric result}``, computed on first access.
+
+    An eager step's results cost a few kernels per metric; the loop reads logs only now and
+    then, so the default steps return this instead of computing them every step. (Traced and
+    captured steps compute them in the graph: there they are free.)
+    """
+
+    def __init__(self, compute: Callable[[], dict]):
+        self._compute, self._data = compute, None
+
+    def _values(self) -> dict:
+        if self._data is None:
+            self._data = self._compute()
+        return self._data
+
+    def __getitem__(self, key):
+        return self._values()[key]
+
+    def __setitem__(self, key, value):
+        self._values()[key] = value
+
+    def __delitem__(self, key):
+        del self._values()[key]
+
+    def __iter__(self):
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def copy(self) -> dict:
+        return dict(self._values())
+
+    def __repr__(self) -> str:
+        return repr(self._values())
 
 
 class StepFunction:
@@ -96,7 +135,7 @@ class LogReader:
     def read(self) -> dict[str, Any]:
         """The last step's logs as host numbers (one device sync per step at most)."""
         if self._host is None:
-            logs = self.last if isinstance(self.last, dict) else {}
+            logs = self.last if isinstance(self.last, Mapping) else {}
             self._host = {k: _host_value(v) for k, v in logs.items()}
             self._last_read = time.perf_counter()
             if self.check_loss and self.invalid_loss is None:

@@ -31,7 +31,7 @@ from . import metrics as metrics_mod
 from . import ops
 from . import optimizers as optimizers_mod
 from . import precision
-from .backend import HALF_DTYPES, Backend
+from .backend import HALF_DTYPES, Backend, is_tracing
 from .callbacks import Callback, CallbackList, History
 from .data import (NONFINITE_CHOICES, ArrayData, DataError, IterableData, is_iterable_data, pack_outputs,
                    pack_x_y_sample_weight, prepare_weights, prepare_x, prepare_y, raw_array_data,
@@ -39,7 +39,7 @@ from .data import (NONFINITE_CHOICES, ArrayData, DataError, IterableData, is_ite
 from .layers.base import collect_losses, host_layers_done
 from .ops import use_backend
 from .progress import ProgressBar
-from .stepping import LogReader, StepFunction
+from .stepping import DeferredLogs, LogReader, StepFunction
 from .registry import get_backend
 from .structure import flatten
 from .variables import structure_version
@@ -462,9 +462,15 @@ class Trainer:
             metric.update_state(y[i] if several else y, y_pred[i] if several else y_pred, sample_weight=weight)
         return self.get_metrics_result()
 
-    def get_metrics_result(self) -> dict:
+    def get_metrics_result(self):
         """``{name: result}`` of every metric in ``metrics`` (backend tensors inside a step); a metric
-        whose result is a dict contributes its entries."""
+        whose result is a dict contributes its entries. Outside a trace the results are computed when
+        first read (a ``DeferredLogs`` mapping): eager steps whose logs nobody reads skip them."""
+        if not is_tracing():
+            return DeferredLogs(self._metrics_result_now)
+        return self._metrics_result_now()
+
+    def _metrics_result_now(self) -> dict:
         results: dict = {}
         for metric in self.metrics:
             value = metric.result()

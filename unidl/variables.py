@@ -96,7 +96,13 @@ class Variable:
 
     def assign_add(self, value) -> None:
         """``variable += value`` in place (Keras's spelling, used by custom metrics and layers)."""
-        self.assign(_ops().add(self, value) if self.backend is not None else self.numpy() + np.asarray(value))
+        if self.backend is None:
+            self.assign(self.numpy() + np.asarray(value))
+        elif type(value) is float or (not isinstance(value, (Variable, np.ndarray, np.generic, int, list))
+                                      and _ops().current_backend_or_none() in (None, self.backend)):
+            self.backend.assign_add(self.value, value)  # a float or a tensor of this backend: one kernel
+        else:
+            self.assign(_ops().add(self, value))
 
     def assign_sub(self, value) -> None:
         """``variable -= value`` in place."""

@@ -538,6 +538,10 @@ class TorchBackend(Backend):
         with torch.no_grad():
             variable.copy_(value)
 
+    def assign_add(self, variable: Tensor, value: Any) -> None:
+        with torch.no_grad():
+            variable.add_(value)
+
     # ------------------------------------------------------------ export
     def export_module(self, model):
         """A ``torch.nn.Module`` whose parameters ARE the model's weights (no copy).

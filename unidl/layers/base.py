@@ -26,7 +26,7 @@ from ..precision import cast_floats
 from ..registry import reference_backend
 from ..symbolic import SymbolicTensor, call_symbolic, is_symbolic
 from ..utils.random_seed import default_seed
-from ..variables import TrainableFlag, Variable, structure_changed
+from ..variables import TrainableFlag, Variable, structure_changed, structure_version
 
 Shape = tuple  # of int | None, batch axis first
 
@@ -500,7 +500,14 @@ class Layer:
 
     def regularization_losses(self) -> list:
         """Penalty terms of this layer's regularized weights, sublayers' included (backend tensors)."""
-        return [w.regularizer(w) for w in self.weights if w.regularizer is not None]
+        # The walk over the weights costs more than a small model's step: redo it only after the
+        # structure changed (unidl.variables.structure_version); most models regularize nothing.
+        version = structure_version()
+        cached = self.__dict__.get("_regularized_cache")
+        if cached is None or cached[0] != version:
+            cached = (version, [w for w in self.weights if w.regularizer is not None])
+            self.__dict__["_regularized_cache"] = cached
+        return [w.regularizer(w) for w in cached[1]]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"

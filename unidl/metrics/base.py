@@ -323,5 +323,5 @@ def index_range(start: int, stop: int):
 
 
 def add_to(variable: Variable, value) -> None:
-    """``variable += value`` with ``unidl.ops`` (Keras's ``assign_add``)."""
-    variable.assign(ops.add(variable, value))
+    """``variable += value`` (Keras's ``assign_add``): one in-place kernel where the backend has one."""
+    variable.assign_add(value)

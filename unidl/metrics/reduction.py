@@ -73,6 +73,10 @@ class Mean(Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, values, sample_weight=None):
+        if type(sample_weight) is float and rank(values) == 0:  # a batch's loss and its sample count
+            add_to(self.total, ops.multiply(as_float(values), sample_weight))
+            add_to(self.count, sample_weight)
+            return
         values, sample_weight = reduce_to_samplewise(values, sample_weight, ops.mean)
         add_to(self.total, ops.sum(values))
         if sample_weight is not None:
