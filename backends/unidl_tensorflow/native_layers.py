@@ -133,7 +133,7 @@ def _recurrent_kernel(backend, layer, kind: str) -> Callable:
         else:
             states = tuple(tf.cast(backend._as_tensor(s), dtype) for s in given)
 
-        loop = dict(maximum_iterations=steps, parallel_iterations=1)
+        loop = dict(maximum_iterations=steps, parallel_iterations=32)
         if layer.return_sequences:
             outputs = tf.TensorArray(dtype, size=steps, element_shape=(None, units))
 
