@@ -20,7 +20,7 @@ import unidl  # noqa: E402
 from unidl import layers  # noqa: E402
 from unidl.backend import generic_layers  # noqa: E402
 from unidl.testing.checks import compare  # noqa: E402
-from unidl.tolerances import FORWARD_F32, FORWARD_F64, GRAD_F32, GRAD_F64  # noqa: E402
+from unidl.tolerances import FORWARD_BF16, FORWARD_F32, FORWARD_F64, GRAD_F32, GRAD_F64  # noqa: E402
 
 TOLERANCES = {"float64": (FORWARD_F64, GRAD_F64), "float32": (FORWARD_F32, GRAD_F32)}
 N_STATES = {"SimpleRNN": 1, "LSTM": 2, "GRU": 1}
@@ -170,6 +170,6 @@ def test_fit_with_native_kernels_under_mixed_bfloat16_follows_the_generic_layers
         with context():
             history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
         histories.append(np.array(history.history["loss"]))
-    # bfloat16 keeps 8 bits of mantissa: both runs round each step alike, not identically (the input
-    # projection is one matmul over every step in the kernel, a batched one in the generic layer)
-    np.testing.assert_allclose(histories[1], histories[0], rtol=2e-2)
+    # bfloat16 keeps 8 bits of mantissa: both runs round alike, not identically (the input projection is
+    # one matmul over every step in the kernel, a batched one in the generic layer); seen 2.5e-4 apart
+    compare("loss of each epoch, native vs generic layers", histories[1], histories[0], FORWARD_BF16)
