@@ -726,6 +726,10 @@ class TensorFlowBackend(Backend):
             grads = tape.gradient(value, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return value, self._dense(grads)
 
+    def native_layer(self, layer):
+        # SimpleRNN / LSTM / GRU as one tf.while_loop over time (see native_layers.py)
+        return _native_kernel_for(self, layer)
+
     def export_module(self, model):
         """A ``tf.Module`` holding the model's tf.Variables, callable as a traced inference function.
 
@@ -852,3 +856,8 @@ def _relaxed(shapes: list[tuple]) -> tuple:
     """Per tensor, the shape whose axes are None wherever the given shapes disagree."""
     return tuple(tuple(d[0] if len(set(d)) == 1 else None for d in zip(*per_tensor))
                  for per_tensor in zip(*shapes))
+
+
+def _native_kernel_for(backend, layer):
+    from .native_layers import kernel_for  # imports tensorflow: only once a backend exists
+    return kernel_for(backend, layer)
