@@ -139,15 +139,14 @@ def _batch_norm_kernel(backend, layer) -> Callable | None:
         n = flat.shape[0]
         if n < 2:
             return None  # torch's unbiased variance divides by n - 1: the generic layer answers
-        batch_mean = flat.new_zeros(channels)
-        batch_variance = flat.new_zeros(channels)
+        batch_mean, batch_variance = flat.new_zeros((2, channels)).unbind(0)  # one fill for both
         out = F.batch_norm(flat, batch_mean, batch_variance, gamma, beta, True, 1.0, layer.epsilon)
         # (the scratch buffers are saved for torch's backward: read, never changed in place)
         with torch.no_grad():
-            biased = batch_variance * ((n - 1) / n)  # torch's unbiased variance -> the biased one Keras keeps
             m = layer.momentum
-            for moving, batch in ((moving_mean, batch_mean), (moving_variance, biased)):
-                moving.copy_(moving * m + batch.to(moving.dtype) * (1.0 - m))
+            # moving = m moving + (1 - m) batch; torch's unbiased variance times (n - 1) / n is the biased one
+            moving_mean.mul_(m).add_(batch_mean.to(moving_mean.dtype), alpha=1.0 - m)
+            moving_variance.mul_(m).add_(batch_variance.to(moving_variance.dtype), alpha=(1.0 - m) * (n - 1) / n)
         return out.reshape(inputs.shape)
 
     return kernel
