@@ -212,7 +212,7 @@ def test_clear_errors():
 @pytest.mark.parametrize("policy", POLICIES)
 def test_bench_runs_mixed_precision_cases_side_by_side(backend, policy):
     from unidl import bench
-    cases = [case for case in bench.available_cases(policy) if case.endswith("/" + backend)]
+    cases = [case for case in bench.available_cases("mlp", policy) if case.endswith("/" + backend)]
     assert f"unidl/{backend}" in cases
     for case in cases:
         result = bench.run_case("mlp", case, steps=2, batch_size=8, repeats=1, device=None, policy=policy)

@@ -543,7 +543,8 @@ class Backend:
     def native_layer(self, layer) -> Callable | None:
         """Optionally a native kernel for a whole layer call: ``kernel(inputs, **call_arguments)``, or None.
 
-        A layer that can use one (SimpleRNN, LSTM, GRU, MultiHeadAttention) asks before running its
+        A layer that can use one (SimpleRNN, LSTM, GRU, MultiHeadAttention, BatchNormalization,
+        LayerNormalization) asks before running its
         generic version, written over ops; the backend returns a kernel when it has one for the
         layer's configuration (e.g. torch's fused LSTM when the activations are tanh/sigmoid and no
         mask is given), else None. The kernel reads the layer's unidl Variables, so gradients reach

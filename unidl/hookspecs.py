@@ -163,13 +163,19 @@ def unidl_register_bench_baselines(register):
     """Register a hand-written native training loop that ``unidl bench`` times unidl against.
 
     :param register: ``register(name: str, run: Callable[..., list[float]], *,
-      models: tuple[str, ...], policies: tuple[str | None, ...] = (None,), framework: str)``
+      models: tuple[str, ...], policies: tuple[str | None, ...] = (None,), framework: str,
+      devices: tuple[str, ...] | None = None, device_peak_mb: Callable[[str], float | None] | None = None)``
 
       - ``name``: the case is shown as ``native/<name>`` (usually the framework's name).
       - ``run(model, x, y, batch_size, repeats, device, policy)``: trains the bench model
         ``model`` (one of ``unidl.bench.MODELS``, described in ``unidl.bench.DESCRIPTIONS``)
         for ``repeats + 1`` epochs over ``x, y`` with Adam, as a user of the framework writes
-        it, and returns the seconds of each epoch after the first (the warm-up).
+        it, and returns the seconds of each epoch after the first (the warm-up). ``device`` is
+        unidl's device name (None: the CPU; "cuda", "cuda:1"...); a loop that cannot run there
+        raises ``unidl.bench.DeviceUnavailable`` with a one-line reason, and the case is skipped.
       - ``models``: the bench models it implements; ``policies``: the dtype policies
         (None is float32); ``framework``: the module imported before memory is measured.
+      - ``devices``: the device types it runs on at all (the part of the name before ":", e.g.
+        ``("cuda",)``), so that ``unidl bench`` skips it elsewhere without starting it; None: any.
+      - ``device_peak_mb(device)``: the accelerator's peak allocation in MiB after the run.
     """

@@ -44,5 +44,5 @@ def _native_loop(model, x, y, batch_size, repeats, device, policy):
 
 @hookimpl(trylast=True)
 def unidl_register_bench_baselines(register):
-    register("tensorflow", _native_loop, models=("mlp", "cnn", "lstm"), policies=(None, "mixed_bfloat16"),
-             framework="tensorflow")
+    register("tensorflow", _native_loop, models=("mlp", "cnn", "lstm", "wide", "conv1d", "transformer"),
+             policies=(None, "mixed_bfloat16"), framework="tensorflow")

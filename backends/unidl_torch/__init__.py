@@ -1,4 +1,4 @@
-"""PyTorch backend for unidl, and its services: ONNX export, torch.distributed, the native bench loop.
+"""PyTorch backend for unidl, and its services: ONNX export, torch.distributed, the native bench loops.
 
 Importing this module does not import torch: each service imports its module
 (and torch) when it is first used.
@@ -51,12 +51,23 @@ def _native_loop(model, x, y, batch_size, repeats, device, policy):
     return run_native_torch(model, x, y, batch_size, repeats, device, policy)
 
 
+def _graph_loop(model, x, y, batch_size, repeats, device, policy):
+    from .bench import run_native_torch_graph
+    return run_native_torch_graph(model, x, y, batch_size, repeats, device, policy)
+
+
 def _cuda_peak_mb(device: str) -> float:
     import torch
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+_BENCH_MODELS = ("mlp", "cnn", "lstm", "wide", "conv1d", "transformer")
+
+
 @hookimpl(trylast=True)
 def unidl_register_bench_baselines(register):
-    register("torch", _native_loop, models=("mlp", "cnn", "lstm"), policies=(None, "mixed_bfloat16", "mixed_float16"),
+    register("torch", _native_loop, models=_BENCH_MODELS, policies=(None, "mixed_bfloat16", "mixed_float16"),
              framework="torch", device_peak_mb=_cuda_peak_mb)
+    # The same step captured in a CUDA graph: the floor of an eager loop, on CUDA devices only.
+    register("torch-graph", _graph_loop, models=_BENCH_MODELS, policies=(None, "mixed_bfloat16"),
+             framework="torch", devices=("cuda",), device_peak_mb=_cuda_peak_mb)

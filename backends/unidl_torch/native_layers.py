@@ -1,5 +1,7 @@
 """Native kernels for whole layers on torch: the fused recurrent kernels behind nn.LSTM / nn.GRU / nn.RNN,
-and ``F.scaled_dot_product_attention`` for MultiHeadAttention.
+``F.scaled_dot_product_attention`` for MultiHeadAttention, and ``F.batch_norm`` / ``F.layer_norm`` for
+BatchNormalization and LayerNormalization over the last axes (one kernel each way, where the generic
+layers run some ten elementwise ops and as many full-size temporaries; see ``_batch_norm_kernel``).
 
 Each kernel computes exactly what the generic layer (written over unidl.ops) computes, from the
 layer's own unidl Variables (Keras layouts), so gradients reach them as usual; the conformance
@@ -27,6 +29,11 @@ def kernel_for(backend, layer) -> Callable | None:
         return _recurrent_kernel(backend, layer, kind) if _recurrent_matches(layer, kind) else None
     if kind == "MultiHeadAttention" and type(layer).__module__ == "unidl.layers.attention":
         return _attention_kernel(backend, layer)
+    if type(layer).__module__ == "unidl.layers.normalization":
+        if kind == "BatchNormalization":
+            return _batch_norm_kernel(backend, layer)
+        if kind == "LayerNormalization":
+            return _layer_norm_kernel(backend, layer)
     return None
 
 
@@ -103,6 +110,58 @@ def _attention_kernel(backend, layer) -> Callable:
         out = flat @ _read(backend, layer.output_kernel).reshape(h * layer.value_dim, -1)
         bias = _read(backend, layer.output_bias)
         return out if bias is None else out + bias
+
+    return kernel
+
+
+def _batch_norm_kernel(backend, layer) -> Callable | None:
+    """BatchNormalization over the last axis (channels last) through ``F.batch_norm`` on the inputs seen
+    as (samples, channels): a view, so the reduction runs over every other axis, as the layer's.
+
+    Training: torch normalizes with the biased batch variance, as Keras, but keeps an *unbiased* running
+    one, with the opposite momentum. So the kernel gives torch scratch buffers and momentum 1, which
+    leaves exactly the batch mean and the unbiased variance in them, and updates the layer's moving
+    statistics with Keras's rule itself: ``moving = m * moving + (1 - m) * batch``, the variance taken
+    biased (``unbiased * (n - 1) / n``). Inference: torch's own use of the moving statistics.
+    """
+    if layer._axis != len(layer._input_shape) - 1:
+        return None
+
+    def kernel(inputs, training=False):
+        channels = inputs.shape[-1]
+        flat = inputs.reshape(-1, channels)
+        gamma, beta = _read(backend, layer.gamma), _read(backend, layer.beta)
+        moving_mean, moving_variance = layer.moving_mean.value, layer.moving_variance.value
+        if not (training and layer.trainable):
+            out = F.batch_norm(flat, moving_mean.to(flat.dtype), moving_variance.to(flat.dtype), gamma, beta,
+                               False, 0.0, layer.epsilon)
+            return out.reshape(inputs.shape)
+        n = flat.shape[0]
+        if n < 2:
+            return None  # torch's unbiased variance divides by n - 1: the generic layer answers
+        batch_mean, batch_variance = flat.new_zeros((2, channels)).unbind(0)  # one fill for both
+        out = F.batch_norm(flat, batch_mean, batch_variance, gamma, beta, True, 1.0, layer.epsilon)
+        # (the scratch buffers are saved for torch's backward: read, never changed in place)
+        with torch.no_grad():
+            m = layer.momentum
+            # moving = m moving + (1 - m) batch; torch's unbiased variance times (n - 1) / n is the biased one
+            moving_mean.mul_(m).add_(batch_mean.to(moving_mean.dtype), alpha=1.0 - m)
+            moving_variance.mul_(m).add_(batch_variance.to(moving_variance.dtype), alpha=(1.0 - m) * (n - 1) / n)
+        return out.reshape(inputs.shape)
+
+    return kernel
+
+
+def _layer_norm_kernel(backend, layer) -> Callable | None:
+    """LayerNormalization over the trailing axes through ``F.layer_norm`` (biased variance, epsilon inside
+    the square root: the same formula)."""
+    ndim, axes = len(layer._input_shape), layer._axes
+    if axes != tuple(range(ndim - len(axes), ndim)):
+        return None
+    shape = tuple(layer._input_shape[a] for a in axes)
+
+    def kernel(inputs, training=False):
+        return F.layer_norm(inputs, shape, _read(backend, layer.gamma), _read(backend, layer.beta), layer.epsilon)
 
     return kernel
 

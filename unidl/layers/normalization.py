@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import initializers, ops, regularizers
+from ..backend import native_kernel
 from .base import Layer, Shape
 
 
@@ -119,6 +120,11 @@ class BatchNormalization(Layer):
         self._input_shape = input_shape
 
     def call(self, inputs, training: bool = False):
+        kernel = native_kernel(ops.current_backend(), self)
+        if kernel is not None:  # torch: F.batch_norm over the channels (last) axis
+            out = kernel(inputs, training=training)
+            if out is not None:
+                return out
         ndim, axes = len(self._input_shape), (self._axis,)
 
         def bcast(v):
@@ -211,6 +217,9 @@ class LayerNormalization(Layer):
         self._input_shape = input_shape
 
     def call(self, inputs):
+        kernel = native_kernel(ops.current_backend(), self)
+        if kernel is not None:  # torch: F.layer_norm over trailing axes
+            return kernel(inputs)
         ndim = len(self._input_shape)
         mean = ops.mean(inputs, axis=self._axes, keepdims=True)
         centered = ops.subtract(inputs, mean)

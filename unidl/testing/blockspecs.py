@@ -439,7 +439,11 @@ _LAYER_CASES: list[LayerCase] = [
     _case("Permute", "swap", ((2, 1),), {}, F(2, 3, 4)),
     _case("BatchNormalization", "inference", (), {}, F(6, 4)),
     _case("BatchNormalization", "training", (), {"momentum": 0.9}, F(6, 4), training=True),
+    _case("BatchNormalization", "steps_training", (), {"momentum": 0.9}, F(3, 5, 4), training=True),
+    _case("BatchNormalization", "axis1_training", (), {"axis": 1}, F(3, 4, 2), training=True),
     _case("LayerNormalization", "basic", (), {}, F(5, 4)),
+    _case("LayerNormalization", "two_axes", (), {"axis": [1, 2]}, F(2, 3, 4)),
+    _case("LayerNormalization", "middle_axis", (), {"axis": 1}, F(2, 3, 4)),
     # Recurrent layers: small sizes, a few steps (TF eager runs them step by step).
     _case("SimpleRNN", "last", (3,), {}, F(2, 4, 3)),
     _case("LSTM", "sequences", (3,), {"return_sequences": True}, F(2, 4, 3)),

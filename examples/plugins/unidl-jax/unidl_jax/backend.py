@@ -40,6 +40,14 @@ lax: Any = None
 JaxVariable = VariableHolder  # what variable() returns (the name older code used)
 
 
+def _dimension(d):
+    """A dimension as a Python int (NumPy ints included), or JAX's symbolic dimension when it has no value."""
+    try:
+        return int(d)
+    except Exception:  # jax.export's InconclusiveDimensionOperation: a symbolic batch size
+        return d
+
+
 class JaxBackend(ImmutableArrays, Backend):
     """JAX backend: float32 or float64 on the device JAX picks (CPU unless asked)."""
 
@@ -129,7 +137,8 @@ class JaxBackend(ImmutableArrays, Backend):
         return np.array(unwrap(x), copy=True)
 
     def shape(self, x: Tensor) -> tuple[int, ...]:
-        return tuple(int(d) for d in jnp.shape(unwrap(x)))
+        # Python ints; a symbolic dimension (jax.export's shape polymorphism: "jax_export") stays as it is.
+        return tuple(d if isinstance(d, int) else _dimension(d) for d in jnp.shape(unwrap(x)))
 
     def cast(self, x: Tensor, dtype: str) -> Tensor:
         return jnp.asarray(unwrap(x)).astype(self._dtypes[dtype])  # float -> int truncates toward zero
