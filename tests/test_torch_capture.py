@@ -10,6 +10,7 @@ eager runs of the same models.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -23,9 +24,10 @@ from unidl.structure import flatten
 from unidl.tolerances import TRAJECTORY_F32
 
 torch = pytest.importorskip("torch")
+from torch.overrides import TorchFunctionMode  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-from unidl_torch.capture import WARMUP_CALLS, CapturedStep, CaptureError  # noqa: E402
+from unidl_torch.capture import WARMUP_CALLS, CapturedStep, CaptureError, GraphRecorder  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="CUDA graphs need a CUDA GPU (scripts/gpu_check.sh runs these)")
@@ -81,11 +83,20 @@ class _NoHostTraffic(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class _NoDeviceToHost(TorchFunctionMode):
+    """Copies to the host (a sync on CUDA), which CPU tensors make without any aten op."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in ("numpy", "cpu", "tolist"):
+            raise RuntimeError(f"operation not permitted when stream is capturing (Tensor.{func.__name__})")
+        return func(*args, **(kwargs or {}))
+
+
 class Strict(Rerun):
-    """:class:`Rerun`, failing where a CUDA capture fails (see :data:`_UNCAPTURABLE`)."""
+    """:class:`Rerun`, failing where a CUDA capture fails (see :data:`_UNCAPTURABLE`, :class:`_NoDeviceToHost`)."""
 
     def run(self, fn):
-        with _NoHostTraffic():
+        with _NoDeviceToHost(), _NoHostTraffic():
             return fn()
 
 
@@ -238,6 +249,20 @@ def test_a_host_sync_in_the_step_is_named_and_the_step_runs_eagerly():
     assert outs == [2.0, 4.0, 6.0, 8.0]  # the failed capture made no step; the call ran eagerly
 
 
+def test_the_strict_stand_in_fails_on_copies_to_the_host():
+    backend = unidl.get_backend("torch")
+    total = torch.zeros(())
+
+    def step(x):
+        if backend.to_numpy(x).sum() > 0:
+            total.add_(1.0)
+        return total + 0
+
+    run = captured(step, Strict(), warmup=1)
+    with pytest.warns(RuntimeWarning, match=r"Tensor\.(numpy|cpu)"):
+        assert [float(run(torch.ones(2))) for _ in range(3)] == [1.0, 2.0, 3.0]
+
+
 def test_random_draws_during_the_capture_raise_frozen_randomness():
     def step(x):
         return x + unidl.random.normal((2,), seed=1)
@@ -288,6 +313,100 @@ def test_avg_pool_same_divisor_is_made_once_per_geometry():
     np.testing.assert_array_equal(divisor.numpy(), [[4, 4, 2], [4, 4, 2], [2, 2, 1]])
     np.testing.assert_array_equal(backend.avg_pool2d(x, 2, 2, "same").numpy(), first.numpy())
     assert len(backend._divisors) == 1
+
+
+# ------------------------------------------------------------------ GraphRecorder's control flow (mocked CUDA)
+
+class _FakeStream:
+    def __init__(self, name):
+        self.name, self.waited = name, []
+
+    def wait_stream(self, other):
+        self.waited.append(other.name)
+
+
+class _FakeCuda:
+    """Just enough of torch.cuda for GraphRecorder: streams, and a graph context that behaves as torch's
+    (its __exit__ ends the capture, and leaves the capture stream current when that fails)."""
+
+    def __init__(self):
+        self.current, self.log = _FakeStream("main"), []
+        cuda = self
+
+        class Graph:
+            def capture_end(self):
+                cuda.log.append("capture_end")
+                if cuda.invalidated:
+                    raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+            def replay(self):
+                cuda.log.append("replay")
+
+        class GraphContext:
+            def __init__(self, graph, pool=None, stream=None):
+                self.graph, self.stream = graph, stream
+                cuda.log.append(("pool", pool))
+
+            def __enter__(self):
+                self.previous, cuda.current = cuda.current, self.stream
+
+            def __exit__(self, *exc):
+                self.graph.capture_end()  # raising here skips the stream's restore, as torch does
+                cuda.current = self.previous
+
+        @contextlib.contextmanager
+        def stream(s):
+            previous, cuda.current = cuda.current, s
+            try:
+                yield
+            finally:
+                cuda.current = previous
+
+        self.invalidated = False
+        self.patches = {"Stream": lambda device=None: _FakeStream("side"), "graph_pool_handle": lambda: "pool",
+                        "device": lambda device: contextlib.nullcontext(), "current_stream": lambda device=None:
+                        cuda.current, "set_stream": lambda s: setattr(cuda, "current", s), "stream": stream,
+                        "CUDAGraph": Graph, "graph": GraphContext}
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    fake = _FakeCuda()
+    for name, value in fake.patches.items():
+        monkeypatch.setattr(torch.cuda, name, value)
+    return fake
+
+
+def test_graph_recorder_warms_up_on_its_stream_and_captures_there(fake_cuda):
+    recorder = GraphRecorder("cuda:0")
+    main = fake_cuda.current
+    assert recorder.warm_up(lambda: fake_cuda.current.name) == "side"
+    assert fake_cuda.current is main and recorder.stream.waited == ["main"] and main.waited == ["side"]
+    replay = recorder.record(lambda: ("out", fake_cuda.current.name))
+    assert fake_cuda.current is main
+    assert replay() == ("out", "side") and replay() == ("out", "side")
+    assert fake_cuda.log == [("pool", "pool"), "capture_end", "replay", "replay"]
+
+
+def test_graph_recorder_reports_what_broke_the_capture_and_restores_the_stream(fake_cuda):
+    recorder = GraphRecorder("cuda:0")
+    main = fake_cuda.current
+
+    def host_sync():
+        fake_cuda.invalidated = True
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    with pytest.raises(RuntimeError, match="not permitted when stream is capturing"):
+        recorder.record(host_sync)  # not capture_end's "previous error during capture"
+    assert fake_cuda.current is main
+    fake_cuda.invalidated = False
+
+    def draws():
+        raise FrozenRandomnessError("unidl.random.normal was called while a step was being traced")
+
+    with pytest.raises(FrozenRandomnessError):
+        recorder.record(draws)
+    assert fake_cuda.current is main
 
 
 # ------------------------------------------------------------------ training, captured vs eager

@@ -153,10 +153,25 @@ class GraphRecorder:
     def record(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Capture ``fn()`` (which executes nothing) as a CUDA graph; returns ``replay() -> fn's outputs``."""
         graph = torch.cuda.CUDAGraph()
-        # thread_local: a host sync in this thread fails the capture; other threads may use CUDA meanwhile
-        with torch.cuda.device(self.device), torch.cuda.graph(graph, pool=self.pool, stream=self.stream,
-                                                              capture_error_mode="thread_local"):
-            out = fn()
+        previous = torch.cuda.current_stream(self.device)
+        cause: BaseException | None = None
+        try:
+            # torch's default capture mode ("global"): CUDA calls that are unsafe during a capture fail it, from
+            # any thread (the autograd engine runs the backward pass in its own thread)
+            with torch.cuda.device(self.device), torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+                try:
+                    out = fn()
+                except BaseException as err:  # noqa: BLE001 - re-raised below, once the capture is ended
+                    cause = err
+        except Exception:
+            if cause is None:
+                raise
+            # ending a capture that ``fn`` broke fails too ("a previous error during capture"): report the cause
+        finally:
+            # torch.cuda.graph leaves its stream current when ending the capture fails: restore the caller's
+            torch.cuda.set_stream(previous)
+        if cause is not None:
+            raise cause
 
         def replay():
             graph.replay()
