@@ -27,6 +27,7 @@ torch = pytest.importorskip("torch")
 from torch.overrides import TorchFunctionMode  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
+from unidl_torch import capture  # noqa: E402
 from unidl_torch.capture import WARMUP_CALLS, CapturedStep, CaptureError, GraphRecorder  # noqa: E402
 
 CUDA = torch.cuda.is_available()
@@ -374,6 +375,7 @@ def fake_cuda(monkeypatch):
     fake = _FakeCuda()
     for name, value in fake.patches.items():
         monkeypatch.setattr(torch.cuda, name, value)
+    monkeypatch.setattr(capture, "_SIDE_STREAMS", {})  # fake streams, never kept for the real device
     return fake
 
 
@@ -386,6 +388,7 @@ def test_graph_recorder_warms_up_on_its_stream_and_captures_there(fake_cuda):
     assert fake_cuda.current is main
     assert replay() == ("out", "side") and replay() == ("out", "side")
     assert fake_cuda.log == [("pool", "pool"), "capture_end", "replay", "replay"]
+    assert GraphRecorder("cuda:0").stream is recorder.stream  # one side stream per device
 
 
 def test_graph_recorder_reports_what_broke_the_capture_and_restores_the_stream(fake_cuda):
@@ -586,10 +589,11 @@ def test_cuda_a_host_sync_falls_back_to_eager_with_a_warning_and_cuda_still_work
 
 @needs_cuda
 def test_cuda_peak_memory_stays_near_eager(cuda_tf32_off):
-    def peak(jit):
+    def peak(jit):  # the peak over what was allocated before (weights of earlier tests, cuBLAS workspaces)
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
         backend = unidl.get_backend("torch", device="cuda")
         model = unidl.Sequential([layers.Dense(512, activation="relu", input_shape=(784,)),
                                   layers.Dense(512, activation="relu"), layers.Dense(10)], seed=0)
@@ -598,8 +602,9 @@ def test_cuda_peak_memory_stays_near_eager(cuda_tf32_off):
         x = np.random.default_rng(0).random((1000, 784), dtype=np.float32)
         model.fit(x, np.arange(1000) % 10, batch_size=256, epochs=3, verbose=0)
         torch.cuda.synchronize()
-        return backend.device_peak_memory_mb(), torch.cuda.max_memory_reserved() / 2**20
+        return backend.device_peak_memory_mb() - before, torch.cuda.max_memory_reserved() / 2**20
 
+    peak("auto")  # first: the side stream's cuBLAS workspace (kept for good) exists before the measured runs
     eager, captured_ = peak(False), peak("auto")
     print(f"peak MiB allocated / reserved: eager {eager}, captured {captured_}")
-    assert captured_[0] <= 1.15 * eager[0] + 8
+    assert captured_[0] <= 1.1 * eager[0] + 4  # 4 MiB: the static inputs and outputs

@@ -34,6 +34,8 @@ step (2-3 ms on an H200) becomes one replay (0.15-0.2 ms). What that asks of a s
 * **Memory.** The graphs of one compiled step (e.g. the full batch and the last, smaller one)
   share one memory pool (``torch.cuda.graph_pool_handle()``); the pool keeps a step's
   intermediate tensors (activations, gradients) for its replays, about what one eager step uses.
+  Warm-ups and captures run on one side stream per device, whose cuBLAS workspace (torch keeps
+  one per stream: 32 MiB on Hopper) the graphs use; the eager steps' stream has its own.
 
 The CUDA calls are all in :class:`GraphRecorder`. :class:`CapturedStep` takes the recorder as a
 strategy object, so that everything else (signatures, static buffers, scalars, warm-up counts,
@@ -131,14 +133,26 @@ host_constants: contextvars.ContextVar[HostConstants | None] = contextvars.Conte
 
 # ------------------------------------------------------------------ recorders
 
+_SIDE_STREAMS: dict[Any, Any] = {}  # device -> the side stream every GraphRecorder on it warms up and captures on
+
+
+def _side_stream(device: Any) -> Any:
+    """One side stream per device, shared: torch keeps a cuBLAS workspace (32 MiB on Hopper) per stream for
+    good, so a stream per compiled step (train, evaluate, predict) would hold one each."""
+    stream = _SIDE_STREAMS.get(device)
+    if stream is None:
+        stream = _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return stream
+
+
 class GraphRecorder:
-    """Warm-up and capture on CUDA: a side stream for both, one graph memory pool for every capture."""
+    """Warm-up and capture on CUDA: on the device's side stream, one graph memory pool for every capture."""
 
     def __init__(self, device: Any):
         _import_torch()
         self.device = device
         with torch.cuda.device(device):
-            self.stream = torch.cuda.Stream(device)
+            self.stream = _side_stream(device)
             self.pool = torch.cuda.graph_pool_handle()
 
     def warm_up(self, fn: Callable[[], Any]) -> Any:
