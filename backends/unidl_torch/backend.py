@@ -21,6 +21,8 @@ from unidl.geometry import pair as _pair, pool_geometry as _pool_geometry
 from unidl.geometry import resolve_padding as _resolve_padding, transpose_geometry as _transpose_geometry
 from unidl.backend import HALF_DTYPES, Backend, BackendError, Tensor
 
+from .capture import host_constants
+
 torch: Any = None  # bound by TorchBackend.__init__
 F: Any = None  # torch.nn.functional, bound there too
 
@@ -106,6 +108,7 @@ class TorchBackend(Backend):
                                     "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
                                     "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16})
         self._float = self._dtypes[dtype]
+        self._divisors: dict[tuple, Any] = {}  # avg_pool2d's per-window counts, per geometry (_pool_divisor)
 
         # Exact contract semantics already; torch.add/sub/mul/div/pow take a
         # Python scalar on either side and keep the tensor's float dtype.
@@ -225,10 +228,27 @@ class TorchBackend(Backend):
                 dtype = "bool"
             else:
                 raise BackendError(f"torch backend: cannot convert an array of dtype {arr.dtype}")
+        constants = host_constants.get()
+        if constants is not None:  # inside a step being warmed up or captured as a CUDA graph
+            return constants.tensor(arr, dtype, lambda: self._from_numpy(arr, dtype))
+        return self._from_numpy(arr, dtype)
+
+    def _from_numpy(self, arr: np.ndarray, dtype: str) -> Tensor:
         # torch.tensor copies, so the result never aliases the caller's array.
         if dtype in HALF_DTYPES:  # NumPy has no bfloat16: go through float32
             return torch.tensor(_positive_strides(arr, np.float32), device=self._device).to(self._dtypes[dtype])
         return torch.tensor(_positive_strides(arr, dtype), device=self._device)
+
+    def _host_tensor(self, value: Any, dtype=None) -> Tensor:
+        """``torch.as_tensor(value, dtype)`` on this device, for host data an op is given (indices, repeats).
+
+        Inside a step being captured as a CUDA graph, where a host-to-device copy cannot be recorded,
+        this is the tensor the step's eager warm-up made of the same data (``capture.HostConstants``).
+        """
+        constants = host_constants.get()
+        if constants is None:
+            return torch.as_tensor(value, dtype=dtype, device=self._device)
+        return constants.tensor(value, dtype, lambda: torch.as_tensor(value, dtype=dtype, device=self._device))
 
     def to_numpy(self, x: Tensor) -> np.ndarray:
         if isinstance(x, torch.Tensor):
@@ -296,7 +316,7 @@ class TorchBackend(Backend):
     def _indices(self, indices: Any) -> Tensor:
         if isinstance(indices, torch.Tensor):
             return indices
-        return torch.as_tensor(_positive_strides(indices, np.int64), device=self._device)
+        return self._host_tensor(_positive_strides(indices, np.int64))
 
     def take(self, x: Tensor, indices: Any, axis: int = 0) -> Tensor:
         # One advanced index at position ``axis`` gives numpy.take exactly:
@@ -396,12 +416,20 @@ class TorchBackend(Backend):
             return F.avg_pool2d(xc, k, s, native, False, False).permute(0, 2, 3, 1)
         # Asymmetric: window sums over zero padding, divided by each window's count of input cells.
         sums = F.avg_pool2d(F.pad(xc, _torch_pad_list(pads)), k, s, 0, False, True, 1)  # divisor_override=1
-        counts = []
-        for n, kk, ss, (before, _), m in zip(x.shape[1:3], k, s, pads, sums.shape[2:]):
-            start = np.arange(m) * ss - before
-            counts.append(np.minimum(start + kk, n) - np.maximum(start, 0))
-        divisor = torch.as_tensor(np.outer(*counts), dtype=x.dtype, device=x.device)
-        return (sums / divisor).permute(0, 2, 3, 1)
+        return (sums / self._pool_divisor(tuple(x.shape[1:3]), k, s, pads, x.dtype)).permute(0, 2, 3, 1)
+
+    def _pool_divisor(self, size, k, s, pads, dtype) -> Tensor:
+        """Each pooling window's count of input cells (not padding), (out_h, out_w), kept per geometry:
+        made from host arrays once (a host-to-device copy, which a CUDA graph capture could not record)."""
+        key = (size, tuple(k), tuple(s), tuple(map(tuple, pads)), dtype)
+        divisor = self._divisors.get(key)
+        if divisor is None:
+            counts = []
+            for n, kk, ss, (before, after) in zip(size, k, s, pads):
+                start = np.arange((n + before + after - kk) // ss + 1) * ss - before
+                counts.append(np.minimum(start + kk, n) - np.maximum(start, 0))
+            divisor = self._divisors[key] = self._host_tensor(np.outer(*counts), dtype)
+        return divisor
 
     # ------------------------------------------------ keras.ops additions
     # Native kernels where torch has the contract's semantics; everything else is
@@ -421,7 +449,7 @@ class TorchBackend(Backend):
     def floor_divide(self, a, b) -> Tensor:
         # torch.floor_divide has no derivative; division with floor rounding has the contract's zero gradient.
         if not isinstance(a, torch.Tensor):
-            a = torch.as_tensor(a, device=b.device)
+            a = self._host_tensor(a)
         return torch.div(a, b, rounding_mode="floor")
 
     def prod(self, x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
@@ -447,7 +475,8 @@ class TorchBackend(Backend):
         return torch.any(x, dim=axis, keepdim=keepdims) if axis != () else x.bool()
 
     def _bool(self, x):
-        return x if isinstance(x, torch.Tensor) else torch.as_tensor(bool(x), device=self._device)
+        # torch.full: a fill kernel, no host-to-device copy (capturable in a CUDA graph)
+        return x if isinstance(x, torch.Tensor) else torch.full((), bool(x), dtype=torch.bool, device=self._device)
 
     def logical_and(self, a, b) -> Tensor:
         return torch.logical_and(self._bool(a), self._bool(b))
@@ -472,7 +501,7 @@ class TorchBackend(Backend):
 
     def repeat(self, x: Tensor, repeats, axis=None) -> Tensor:
         if not isinstance(repeats, int):
-            repeats = torch.as_tensor(np.asarray(repeats, dtype=np.int64), device=self._device)
+            repeats = self._host_tensor(np.asarray(repeats, dtype=np.int64))
         return torch.repeat_interleave(x, repeats, axis)
 
     def flip(self, x: Tensor, axis=None) -> Tensor:
@@ -569,6 +598,32 @@ class TorchBackend(Backend):
         module = UnidlModule()
         module.eval()
         return module
+
+    # ------------------------------------------------------ compiled steps
+    def compile_step(self, step: Callable) -> Callable:
+        """On CUDA, ``step`` captured as a CUDA graph once per argument signature and replayed; on the CPU, ``step``.
+
+        (``Backend.compile_step`` states the contract; ``unidl_torch/capture.py`` the mechanism.)
+        The first ``capture.WARMUP_CALLS`` (2) calls of each signature (argument structure, tensor
+        shapes, dtypes and devices, static values such as ints) run eagerly on a side stream; the
+        next one is captured and replayed, and so is every later one: the tensors are copied into
+        static buffers, the Python floats (learning rate, Adam's ``lr_t``) into 0-d device tensors
+        (never baked in), and the outputs come back as fresh copies. Each call makes exactly one
+        step, so the numbers are those of eager training (within rounding: with tensor scalars the
+        optimizers run their generic rule instead of ``fused_update``'s kernels). The full batch
+        and the last, smaller one are two captures sharing one memory pool.
+
+        A step that cannot be captured (a host sync such as ``.item()``, a host-to-device copy of
+        data that changes between calls, a data-dependent shape) runs eagerly for that signature,
+        with one ``RuntimeWarning`` naming the reason. A ``unidl.random`` draw raises
+        ``FrozenRandomnessError`` (the training loop then runs eagerly). Variables must be updated
+        in place (``assign``), as unidl does: the graph holds their memory addresses.
+        ``compile(jit_compile=False)`` never calls this.
+        """
+        if self._device.type != "cuda":
+            return step  # eager: torch.compile did not beat it on the CPU (see docs/performance.md)
+        from .capture import CapturedStep, GraphRecorder
+        return CapturedStep(step, GraphRecorder(self._device), float_dtype=self._float, device=self._device)
 
     # ------------------------------------------------------ fused updates
     def fused_update(self, rule, optimizer, variable, grad, slots, scalars) -> bool:
